@@ -1,0 +1,116 @@
+//! The build key: a sha256 over everything that decides an artifact's bytes. Same key, same
+//! bytes, so a stored build under that key can be reused without building.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::lock::Blob;
+use crate::recipe::{Kind, Recipe};
+use crate::variant::Variant;
+use crate::workspace::Workspace;
+
+/// Bumped when the build driver changes how every artifact is made.
+const FORMAT: &str = "stubdoms-build-1";
+
+pub fn build_key(
+    ws: &Workspace,
+    recipe: &Recipe,
+    variant: Variant,
+    inputs: &[Blob],
+    epoch: u64,
+) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut field = |name: &str, bytes: &[u8]| {
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field("format", FORMAT.as_bytes());
+    field("recipe", recipe.source.as_bytes());
+    field("variant", variant.as_str().as_bytes());
+    field("epoch", epoch.to_string().as_bytes());
+    let mut shas: Vec<&str> = inputs.iter().map(|b| b.sha256.as_str()).collect();
+    shas.sort();
+    field("inputs", shas.join(",").as_bytes());
+    field("recipe-dir", tree_hash(&recipe.dir)?.as_bytes());
+    for dir in shared_sources(recipe.kind) {
+        field(dir, tree_hash(&ws.root.join(dir))?.as_bytes());
+    }
+    for tool in tools(recipe.kind) {
+        field(tool[0], tool_version(tool)?.as_bytes());
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Source folders outside the recipe folder that a kind compiles in.
+fn shared_sources(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Rust | Kind::C => &["libs", "Cargo.lock", "Cargo.toml"],
+        Kind::Ioemu => &["libs", "Cargo.lock", "Cargo.toml"],
+        Kind::Pvgrub => &[],
+    }
+}
+
+/// Host tools whose version is part of the key (command and arguments).
+fn tools(kind: Kind) -> &'static [&'static [&'static str]] {
+    match kind {
+        Kind::Rust | Kind::C => &[&["rustc", "-vV"], &["cc", "--version"]],
+        Kind::Pvgrub | Kind::Ioemu => &[&["cc", "--version"], &["rustc", "-vV"]],
+    }
+}
+
+fn tool_version(cmd: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .with_context(|| format!("running `{}` to key the build", cmd.join(" ")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A hash of a file, or of a folder's files (paths, modes and contents, sorted), skipping
+/// `target/` folders.
+pub fn tree_hash(path: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    if path.is_file() {
+        h.update(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+        return Ok(format!("{:x}", h.finalize()));
+    }
+    let mut files = Vec::new();
+    walk(path, path, &mut files)?;
+    files.sort();
+    for rel in files {
+        let full = path.join(&rel);
+        let meta = std::fs::symlink_metadata(&full)?;
+        h.update(rel.as_bytes());
+        h.update([0]);
+        if meta.file_type().is_symlink() {
+            h.update(std::fs::read_link(&full)?.as_os_str().as_encoded_bytes());
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            h.update([(meta.permissions().mode() & 0o111 != 0) as u8]);
+            h.update(std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?);
+        }
+        h.update([0]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            walk(base, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(base).unwrap_or(&path);
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}

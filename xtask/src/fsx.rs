@@ -1,0 +1,144 @@
+//! File helpers shared by every command: hashing, and writes that land whole or not at all.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Hashes a file in a streaming way; returns (sha256, size).
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((format!("{:x}", hasher.finalize()), size))
+}
+
+/// `path` with `.partial` appended: where a file is written before it is renamed into place.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` through a `.partial` file, so a crash or a full disk never leaves
+/// a half-written file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = partial_path(path);
+    let result = (|| -> io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}{}", path.display(), disk_hint(path)));
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` through a `.partial` file.
+pub fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = partial_path(to);
+    if let Err(e) = fs::copy(from, &tmp).and_then(|_| fs::rename(&tmp, to)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| {
+            format!(
+                "copying {} to {}{}",
+                from.display(),
+                to.display(),
+                disk_hint(to)
+            )
+        });
+    }
+    Ok(())
+}
+
+/// A hint for the most common reason a write fails.
+pub fn disk_hint(path: &Path) -> String {
+    let dir = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    match fs2_available(dir) {
+        Some(free) if free < 64 << 20 => format!(
+            " (only {} MiB free on the disk holding {}: free some space and run again)",
+            free >> 20,
+            dir.display()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Free bytes on the file system holding `dir`, from `df` (no libc binding needed).
+fn fs2_available(dir: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-Pk", "--"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Removes a directory tree if it exists.
+pub fn remove_dir_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_partial() {
+        let dir = std::env::temp_dir().join(format!("stubdoms-fsx-{}", std::process::id()));
+        let file = dir.join("a/b.txt");
+        write_atomic(&file, b"hello").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"hello");
+        assert!(!partial_path(&file).exists());
+        assert_eq!(
+            sha256_file(&file).unwrap(),
+            (
+                "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".to_string(),
+                5
+            )
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,117 @@
+//! `cargo xtask`: the stubdoms build driver. This file only parses the command line and
+//! dispatches; each command lives in its own module.
+
+mod build;
+mod cache;
+mod doctor;
+mod fetch;
+mod fsx;
+mod list;
+mod lock;
+mod mirror;
+mod pin;
+mod recipe;
+mod test;
+mod ui;
+mod variant;
+mod workspace;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::variant::Variant;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, test and package Xen stub-domain images"
+)]
+struct Cli {
+    /// Print only errors and results, no progress.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every recipe with its kind, variants and outputs.
+    List,
+    /// Download pinned inputs into the verified cache.
+    Fetch {
+        /// Recipes whose inputs to fetch (default: every input in inputs.lock).
+        names: Vec<String>,
+        /// Use only the cache; list exactly what is missing.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Resolve inputs.lock against the Debian mirror and rewrite the pins.
+    Pin {
+        /// Only report what has drifted on the mirror; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// List the host tools each recipe needs and whether they are present.
+    Doctor {
+        /// Install what is missing (Debian, as root).
+        #[arg(long)]
+        install: bool,
+    },
+    /// Build images into target/images/<variant>/ and write target/images/manifest.json.
+    Build {
+        /// Recipes to build (default: all).
+        names: Vec<String>,
+        #[arg(long)]
+        variant: Option<Variant>,
+        /// Use only the input cache.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Run the formatter check, clippy, every workspace test and the boot tests.
+    Test,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    ui::set_quiet(cli.quiet);
+    if let Err(e) = run(cli.command) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    let ws = workspace::Workspace::load()?;
+    match command {
+        Command::List => list::run(&ws),
+        Command::Fetch { names, offline } => {
+            let blobs = ws.blobs_for(&names)?;
+            let cache = cache::Cache::open()?;
+            let n = fetch::ensure(&cache, &blobs, &fetch::Flags { offline })?;
+            println!(
+                "{} input file(s) verified in {} ({n} downloaded)",
+                blobs.len(),
+                cache.root().display()
+            );
+            Ok(())
+        }
+        Command::Pin { check } => {
+            let cache = cache::Cache::open()?;
+            pin::run(&ws.root, cache.root(), &pin::Flags { check })
+        }
+        Command::Doctor { install } => {
+            let needs = ws.needs();
+            if install {
+                doctor::ensure(&needs)?;
+            }
+            doctor::report(&needs)
+        }
+        Command::Build {
+            names,
+            variant,
+            offline,
+        } => build::run(&ws, &names, &build::Flags { variant, offline }).map(|_| ()),
+        Command::Test => test::run(&ws),
+    }
+}

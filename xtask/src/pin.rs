@@ -1,0 +1,509 @@
+//! `cargo xtask pin [--check]`: resolve every `inputs.lock` request with apt in a private
+//! apt state (the system's apt state is never touched) and write the pins back with
+//! toml_edit, so hand-written comments and order survive.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
+
+use crate::lock::{self, Archive, Lock};
+use crate::mirror::{Mirrors, RELEASE};
+use crate::ui;
+
+pub struct Flags {
+    pub check: bool,
+}
+
+/// A resolved binary package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pinned {
+    name: String,
+    arch: String,
+    version: String,
+    archive: Archive,
+    path: String,
+    size: u64,
+    sha256: String,
+}
+
+pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
+    let lock_path = root.join(lock::FILE);
+    let text = std::fs::read_to_string(&lock_path)
+        .with_context(|| format!("reading {}", lock_path.display()))?;
+    let lock = Lock::parse(&text)?;
+    let mirrors = Mirrors::discover()?;
+    let apt = Apt::new(cache_root.join("apt-pin"), &mirrors)?;
+    ui::step("apt update (private state)");
+    apt.update()?;
+
+    let mut doc: DocumentMut = text.parse().context("inputs.lock is not valid TOML")?;
+    let mut deps: BTreeMap<(String, String), (Pinned, Vec<String>)> = BTreeMap::new();
+    let requests: Vec<_> = lock
+        .debs
+        .iter()
+        .filter(|d| d.required_by.is_empty())
+        .collect();
+    let mut pinned_requests = Vec::new();
+    for req in &requests {
+        ui::step(&format!("resolve {}", req.id()));
+        let mut set = apt.resolve(&req.name, &req.arch, req.suite.as_deref(), req.closure)?;
+        let Some(pos) = set.iter().position(|p| p.name == req.name) else {
+            bail!("apt did not return `{}` itself", req.id());
+        };
+        let me = set.remove(pos);
+        let mut needs: Vec<String> = set.iter().map(|p| p.name.clone()).collect();
+        needs.sort();
+        for p in set {
+            let entry = deps
+                .entry((p.name.clone(), p.arch.clone()))
+                .or_insert_with(|| (p.clone(), Vec::new()));
+            if entry.0 != p {
+                bail!(
+                    "`{}:{}` is needed in two versions ({} and {}): pin the requests from the same suite",
+                    p.name,
+                    p.arch,
+                    entry.0.version,
+                    p.version
+                );
+            }
+            entry.1.push(req.name.clone());
+        }
+        pinned_requests.push((me, needs));
+    }
+    let mut sources = Vec::new();
+    for src in &lock.sources {
+        ui::step(&format!("resolve source {}", src.name));
+        sources.push(apt.source(&src.name, src.suite.as_deref())?);
+    }
+
+    // Rewrite: requests in place, generated dependency entries after them.
+    let tables = doc
+        .entry("deb")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .context("inputs.lock: `deb` must be an array of tables ([[deb]])")?;
+    tables.retain(|t| !t.contains_key("required-by"));
+    for (table, (p, needs)) in tables.iter_mut().zip(&pinned_requests) {
+        set_pin(table, p);
+        if needs.is_empty() {
+            table.remove("needs");
+        } else {
+            table["needs"] = value(multiline(needs));
+        }
+    }
+    let request_ids: Vec<_> = requests
+        .iter()
+        .map(|r| (r.name.clone(), r.arch.clone()))
+        .collect();
+    for ((name, arch), (p, mut by)) in deps {
+        if request_ids.contains(&(name.clone(), arch.clone())) {
+            continue;
+        }
+        by.sort();
+        by.dedup();
+        let mut t = Table::new();
+        t["name"] = value(name);
+        t["arch"] = value(arch);
+        t["required-by"] = value(by.into_iter().collect::<Array>());
+        set_pin(&mut t, &p);
+        tables.push(t);
+    }
+    if let Some(tables) = doc
+        .get_mut("source")
+        .and_then(|s| s.as_array_of_tables_mut())
+    {
+        for (table, s) in tables.iter_mut().zip(&sources) {
+            table["version"] = value(&s.version);
+            table["archive"] = value(s.archive.as_str());
+            table["dir"] = value(&s.dir);
+            let mut files = Array::new();
+            for f in &s.files {
+                let mut inline = toml_edit::InlineTable::new();
+                inline.insert("name", f.name.as_str().into());
+                inline.insert("size", (f.size as i64).into());
+                inline.insert("sha256", f.sha256.as_str().into());
+                files.push(inline);
+            }
+            multiline_array(&mut files);
+            table["files"] = value(files);
+        }
+    }
+    let new_text = doc.to_string();
+    let new_lock = Lock::parse(&new_text).context("pin produced an invalid inputs.lock (a bug)")?;
+    check_served(&mirrors, &new_lock)?;
+
+    if flags.check {
+        let drift = diff(&lock, &Lock::parse(&new_text)?);
+        if drift.is_empty() {
+            println!("inputs.lock is current: every pin resolves to the same file on the mirror");
+            return Ok(());
+        }
+        println!("inputs.lock has drifted from the mirror:");
+        for line in &drift {
+            println!("  {line}");
+        }
+        bail!(
+            "{} pin(s) drifted: run `cargo xtask pin` to move them",
+            drift.len()
+        );
+    }
+    if new_text == text {
+        println!("inputs.lock is current");
+    } else {
+        crate::fsx::write_atomic(&lock_path, new_text.as_bytes())?;
+        let old = Lock::parse(&text)?;
+        let changes = diff(&old, &Lock::parse(&new_text)?);
+        println!("inputs.lock updated ({} change(s))", changes.len());
+        for line in changes {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// apt's indexes can name files a mirror does not serve (a partial mirror or proxy): ask for
+/// each pinned file so a pin never names something `fetch` cannot get.
+fn check_served(mirrors: &Mirrors, lock: &Lock) -> Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(30))
+        .build();
+    let mut missing = Vec::new();
+    for blob in lock.all_blobs()? {
+        let url = mirrors.url(blob.archive.archive(), &blob.path);
+        match agent.head(&url).call() {
+            Ok(r)
+                if r.header("content-length")
+                    .and_then(|l| l.parse::<u64>().ok())
+                    .is_none_or(|l| l == blob.size) => {}
+            Ok(_) => missing.push(format!(
+                "  {blob}: {url} has a different size than apt's index says"
+            )),
+            Err(e) => missing.push(format!("  {blob}: {url}: {e}")),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the mirror does not serve {} pinned file(s):\n{}\npin them from another suite (`suite = ...`) or use a complete mirror (STUBDOMS_DEBIAN_MIRROR)",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
+    Ok(())
+}
+
+fn set_pin(t: &mut Table, p: &Pinned) {
+    t["version"] = value(&p.version);
+    t["archive"] = value(p.archive.as_str());
+    t["path"] = value(&p.path);
+    t["size"] = value(p.size as i64);
+    t["sha256"] = value(&p.sha256);
+}
+
+fn multiline(items: &[String]) -> Array {
+    let mut a: Array = items.iter().map(String::as_str).collect();
+    multiline_array(&mut a);
+    a
+}
+
+fn multiline_array(a: &mut Array) {
+    for v in a.iter_mut() {
+        v.decor_mut().set_prefix("\n    ");
+    }
+    a.set_trailing("\n");
+    a.set_trailing_comma(true);
+}
+
+/// What changed between two locks, one line per input.
+fn diff(old: &Lock, new: &Lock) -> Vec<String> {
+    let describe = |d: &lock::Deb| {
+        d.pin()
+            .map(|p| format!("{} ({})", p.version, &p.sha256[..12]))
+            .unwrap_or_else(|_| "unpinned".into())
+    };
+    let mut out = Vec::new();
+    for n in &new.debs {
+        match old.debs.iter().find(|o| o.id() == n.id()) {
+            None => out.push(format!("+ {} {}", n.id(), describe(n))),
+            Some(o) if o.pin().ok() != n.pin().ok() => {
+                out.push(format!("~ {} {} -> {}", n.id(), describe(o), describe(n)))
+            }
+            Some(_) => {}
+        }
+    }
+    for o in &old.debs {
+        if !new.debs.iter().any(|n| n.id() == o.id()) {
+            out.push(format!("- {}", o.id()));
+        }
+    }
+    for n in &new.sources {
+        let o = old.sources.iter().find(|o| o.name == n.name);
+        if o.and_then(|o| o.pinned().ok()) != n.pinned().ok() {
+            let v = |s: Option<&lock::Source>| {
+                s.and_then(|s| s.version.clone())
+                    .unwrap_or_else(|| "unpinned".into())
+            };
+            out.push(format!("~ src:{} {} -> {}", n.name, v(o), v(Some(n))));
+        }
+    }
+    out
+}
+
+/// A private apt state: its own sources, lists, cache and an empty dpkg status, so
+/// resolution is the same on any Debian machine and never touches the system's state.
+struct Apt {
+    dir: PathBuf,
+    mirrors: Mirrors,
+}
+
+struct PinnedSource {
+    version: String,
+    archive: Archive,
+    dir: String,
+    files: Vec<lock::SourceFile>,
+}
+
+impl Apt {
+    fn new(dir: PathBuf, mirrors: &Mirrors) -> Result<Apt> {
+        for sub in ["lists/partial", "cache/archives/partial", "sources"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        }
+        std::fs::write(dir.join("status"), "")?;
+        let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        if !Path::new(keyring).exists() {
+            bail!("{keyring} is missing: `pin` needs apt and Debian's archive keyring (apt-get install debian-archive-keyring)");
+        }
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Types: deb deb-src\nURIs: {}\nSuites: {RELEASE} {RELEASE}-updates {RELEASE}-backports\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}\n",
+            mirrors.debian
+        );
+        let _ = writeln!(
+            s,
+            "Types: deb deb-src\nURIs: {}\nSuites: {RELEASE}-security\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}",
+            mirrors.security
+        );
+        std::fs::write(dir.join("sources/stubdoms.sources"), s)?;
+        Ok(Apt {
+            dir,
+            mirrors: mirrors.clone(),
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Result<String> {
+        let d = self.dir.display();
+        let opts = [
+            "-o".to_string(),
+            "Dir::Etc::SourceList=/dev/null".into(),
+            "-o".into(),
+            format!("Dir::Etc::SourceParts={d}/sources"),
+            "-o".into(),
+            format!("Dir::State::Lists={d}/lists"),
+            "-o".into(),
+            format!("Dir::Cache={d}/cache"),
+            "-o".into(),
+            format!("Dir::State::status={d}/status"),
+            "-o".into(),
+            "Dir::Etc::Preferences=/dev/null".into(),
+            "-o".into(),
+            "Dir::Etc::PreferencesParts=/dev/null".into(),
+            "-o".into(),
+            "APT::Architecture=amd64".into(),
+            "-o".into(),
+            "APT::Architectures::=amd64".into(),
+            "-o".into(),
+            "APT::Architectures::=arm64".into(),
+            "-o".into(),
+            "Debug::NoLocking=1".into(),
+            "-o".into(),
+            "APT::Install-Recommends=false".into(),
+        ];
+        let out = std::process::Command::new("apt-get")
+            .args(&opts)
+            .args(args)
+            .env("LC_ALL", "C")
+            .output()
+            .context("running apt-get: `pin` needs apt (Debian or Ubuntu host)")?;
+        if !out.status.success() {
+            bail!(
+                "apt-get {} failed:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn update(&self) -> Result<()> {
+        self.cmd(&["-qq", "update"]).map(|_| ())
+    }
+
+    /// One package, or it and everything it needs.
+    fn resolve(
+        &self,
+        name: &str,
+        arch: &str,
+        suite: Option<&str>,
+        closure: bool,
+    ) -> Result<Vec<Pinned>> {
+        let target = format!("{name}:{arch}");
+        let mut args = vec!["--print-uris", "-y"];
+        if let Some(suite) = suite {
+            args.extend(["-t", suite]);
+        }
+        if closure {
+            args.extend(["install", &target]);
+        } else {
+            args.extend(["download", &target]);
+        }
+        let out = self.cmd(&args).with_context(|| {
+            format!("resolving `{target}` (is the name right? `apt-cache policy {name}` tells)")
+        })?;
+        let mut set = Vec::new();
+        for line in out.lines().filter(|l| l.starts_with('\'')) {
+            let uri = parse_uri_line(line)
+                .with_context(|| format!("unexpected apt output line: {line}"))?;
+            let (archive, path) = self
+                .mirrors
+                .archive_of(&uri.url)
+                .with_context(|| format!("{} is on no configured mirror", uri.url))?;
+            let stem = uri.file.strip_suffix(".deb").unwrap_or(&uri.file);
+            let parts: Vec<&str> = stem.split('_').collect();
+            let [pname, version, parch] = parts[..] else {
+                bail!("unexpected package file name {}", uri.file);
+            };
+            set.push(Pinned {
+                name: pname.to_string(),
+                arch: if parch == "all" {
+                    arch.to_string()
+                } else {
+                    parch.to_string()
+                },
+                version: percent_decode(version),
+                archive,
+                path: percent_decode(path),
+                size: uri.size,
+                sha256: uri.sha256,
+            });
+        }
+        if set.is_empty() {
+            bail!("apt resolved nothing for `{target}`");
+        }
+        Ok(set)
+    }
+
+    fn source(&self, name: &str, suite: Option<&str>) -> Result<PinnedSource> {
+        let mut args = vec!["--print-uris", "--only-source"];
+        if let Some(suite) = suite {
+            args.extend(["-t", suite]);
+        }
+        args.extend(["source", name]);
+        let out = self.cmd(&args)?;
+        let mut files = Vec::new();
+        let mut place: Option<(Archive, String)> = None;
+        let mut version = None;
+        for line in out.lines().filter(|l| l.starts_with('\'')) {
+            let uri = parse_uri_line(line)
+                .with_context(|| format!("unexpected apt output line: {line}"))?;
+            let (archive, path) = self
+                .mirrors
+                .archive_of(&uri.url)
+                .with_context(|| format!("{} is on no configured mirror", uri.url))?;
+            let path = percent_decode(path);
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+            if let Some(stem) = uri.file.strip_suffix(".dsc") {
+                version = stem.split_once('_').map(|(_, v)| percent_decode(v));
+            }
+            match &place {
+                Some(p) if p != &(archive, dir.clone()) => {
+                    bail!("source `{name}` is split over two pool folders")
+                }
+                _ => place = Some((archive, dir)),
+            }
+            files.push(lock::SourceFile {
+                name: percent_decode(&uri.file),
+                size: uri.size,
+                sha256: uri.sha256,
+            });
+        }
+        let (archive, dir) = place.with_context(|| format!("apt found no source `{name}`"))?;
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(PinnedSource {
+            version: version.with_context(|| format!("source `{name}` has no .dsc"))?,
+            archive,
+            dir,
+            files,
+        })
+    }
+}
+
+struct UriLine {
+    url: String,
+    file: String,
+    size: u64,
+    sha256: String,
+}
+
+/// `'URL' FILE SIZE SHA256:HEX` as printed by `apt-get --print-uris`.
+fn parse_uri_line(line: &str) -> Option<UriLine> {
+    let rest = line.strip_prefix('\'')?;
+    let (url, rest) = rest.split_once('\'')?;
+    let mut words = rest.split_whitespace();
+    let file = words.next()?.to_string();
+    let size = words.next()?.parse().ok()?;
+    let sha256 = words.next()?.strip_prefix("SHA256:")?.to_string();
+    Some(UriLine {
+        url: url.to_string(),
+        file,
+        size,
+        sha256,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_print_uris_lines() {
+        let line = "'http://m.example/debian-security/pool/updates/main/x/xen/xen-hypervisor-4.17-amd64_4.17.7%2b13-g2445b30a44-0%2bdeb12u1_amd64.deb' xen-hypervisor-4.17-amd64_4.17.7+13-g2445b30a44-0+deb12u1_amd64.deb 2273932 SHA256:fc074298a677325306662eea382cc4503339b8e1f4db54b24702b0b07cf6741d";
+        let u = parse_uri_line(line).unwrap();
+        assert_eq!(u.size, 2273932);
+        assert_eq!(
+            u.file,
+            "xen-hypervisor-4.17-amd64_4.17.7+13-g2445b30a44-0+deb12u1_amd64.deb"
+        );
+        assert!(u.sha256.starts_with("fc0742"));
+        assert_eq!(
+            percent_decode("1%3a1.35.0-4%2bdeb12u1"),
+            "1:1.35.0-4+deb12u1"
+        );
+        assert_eq!(percent_decode("50%"), "50%");
+        assert!(parse_uri_line("'x' f 12 MD5Sum:abc").is_none());
+    }
+}

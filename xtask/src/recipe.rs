@@ -1,0 +1,531 @@
+//! `stubdoms/NAME/stubdom.toml`: one strict manifest per payload. Read into raw structs
+//! (unknown keys are errors), then validated into [`Recipe`], with every error naming the
+//! file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::variant::Variant;
+
+/// Which builder turns the recipe into images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A Rust stub domain on the `stubrt` runtime.
+    Rust,
+    /// A C stub domain on the runtime's C API.
+    C,
+    /// GRUB 2 built for Xen's PV/PVH platforms.
+    Pvgrub,
+    /// Linux + upstream QEMU device-model stub domain.
+    Ioemu,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Rust => "rust",
+            Kind::C => "c",
+            Kind::Pvgrub => "pvgrub",
+            Kind::Ioemu => "ioemu",
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRecipe {
+    name: Spanned<String>,
+    summary: String,
+    kind: Kind,
+    #[serde(default)]
+    inputs: Vec<Spanned<String>>,
+    variants: Spanned<BTreeMap<Variant, RawVariant>>,
+    #[serde(default, rename = "boot-test")]
+    boot_tests: Vec<RawBootTest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawVariant {
+    file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBootTest {
+    name: Spanned<String>,
+    variant: Spanned<Variant>,
+    #[serde(default)]
+    mode: BootMode,
+    #[serde(default)]
+    kernel: Option<String>,
+    #[serde(default = "default_memory")]
+    memory: u32,
+    #[serde(default = "default_vcpus")]
+    vcpus: u32,
+    #[serde(default)]
+    cmdline: Option<String>,
+    #[serde(default)]
+    ramdisk: Option<String>,
+    #[serde(default)]
+    extra: Option<String>,
+    #[serde(default)]
+    xl: BTreeMap<String, String>,
+    #[serde(default)]
+    disks: Vec<Disk>,
+    expect: Vec<Spanned<String>>,
+    #[serde(default = "default_forbid")]
+    forbid: Vec<Spanned<String>>,
+    #[serde(default)]
+    xenstore: BTreeMap<String, Spanned<String>>,
+    timeout: u64,
+}
+
+fn default_memory() -> u32 {
+    32
+}
+fn default_vcpus() -> u32 {
+    1
+}
+fn default_forbid() -> Vec<Spanned<String>> {
+    ["Kernel panic", "BUG:", "panicked at"]
+        .into_iter()
+        .map(|s| Spanned::new(0..0, s.to_string()))
+        .collect()
+}
+
+/// How a scenario starts the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMode {
+    /// A guest created with `xl create` in the Debian dom0.
+    #[default]
+    Domu,
+    /// The image itself booted as dom0: a second of boot, no dom0 userland.
+    Dom0,
+}
+
+/// A disk image made for a scenario without root: optional partition table, a file system,
+/// and files copied in from the recipe folder, built artifacts or pinned packages.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Disk {
+    pub vdev: String,
+    #[serde(default = "default_disk_size")]
+    pub size_mib: u32,
+    #[serde(default)]
+    pub table: PartitionTable,
+    #[serde(default)]
+    pub fs: FileSystem,
+    /// Path in the disk's file system -> source (see `boot::disk` for the forms).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+fn default_disk_size() -> u32 {
+    16
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionTable {
+    #[default]
+    None,
+    Msdos,
+    Gpt,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileSystem {
+    #[default]
+    Ext2,
+    Ext4,
+    /// Raw: the disk holds zeroes and the partition table only.
+    None,
+}
+
+/// A validated recipe.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    pub name: String,
+    pub summary: String,
+    pub kind: Kind,
+    pub dir: PathBuf,
+    pub manifest: PathBuf,
+    /// The manifest's bytes, hashed into the build key.
+    pub source: String,
+    pub inputs: Vec<String>,
+    pub variants: BTreeMap<Variant, VariantOutput>,
+    pub boot_tests: Vec<BootTest>,
+}
+
+#[derive(Clone, Debug)]
+pub struct VariantOutput {
+    /// The file name the variant installs as, e.g. `pv-grub-x86_64.gz`.
+    pub file: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct BootTest {
+    pub recipe: String,
+    pub name: String,
+    pub variant: Variant,
+    pub mode: BootMode,
+    pub kernel: Option<String>,
+    pub memory: u32,
+    pub vcpus: u32,
+    pub cmdline: Option<String>,
+    pub ramdisk: Option<String>,
+    pub extra: Option<String>,
+    pub xl: BTreeMap<String, String>,
+    pub disks: Vec<Disk>,
+    pub expect: Vec<regex::Regex>,
+    pub forbid: Vec<regex::Regex>,
+    pub xenstore: BTreeMap<String, regex::Regex>,
+    pub timeout: u64,
+}
+
+impl Recipe {
+    pub fn output(&self, variant: Variant) -> Option<&VariantOutput> {
+        self.variants.get(&variant)
+    }
+}
+
+/// Turns a byte span into `file:line:column`.
+struct Locator<'a> {
+    path: &'a Path,
+    src: &'a str,
+}
+
+impl Locator<'_> {
+    fn at(&self, span: Range<usize>) -> String {
+        let before = &self.src[..span.start.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{col}", self.path.display())
+    }
+}
+
+/// Parses and validates one `stubdom.toml`.
+pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
+    let raw: RawRecipe = toml::from_str(src).map_err(|e| {
+        let loc = e.span().map(|s| Locator { path, src }.at(s));
+        let msg = e.message().trim_end_matches('\n').to_string();
+        anyhow::anyhow!(
+            "{}: {msg}",
+            loc.unwrap_or_else(|| path.display().to_string())
+        )
+    })?;
+    let loc = Locator { path, src };
+    let dir = path.parent().context("recipe path has no folder")?;
+
+    let name = raw.name.get_ref();
+    let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !is_valid_name(name) {
+        bail!(
+            "{}: invalid name `{name}`: use lowercase letters, digits and `-`, starting with a letter",
+            loc.at(raw.name.span())
+        );
+    }
+    if name != folder {
+        bail!(
+            "{}: name `{name}` does not match its folder `{folder}`: rename one of them",
+            loc.at(raw.name.span())
+        );
+    }
+    if raw.variants.get_ref().is_empty() {
+        bail!(
+            "{}: `variants` is empty: a recipe builds at least one variant",
+            loc.at(raw.variants.span())
+        );
+    }
+    let mut variants = BTreeMap::new();
+    let mut files = BTreeMap::new();
+    for (variant, out) in raw.variants.into_inner() {
+        let file = out.file.get_ref();
+        if file.is_empty() || file.contains('/') || file.starts_with('.') {
+            bail!(
+                "{}: `file` must be a plain file name, not `{file}`",
+                loc.at(out.file.span())
+            );
+        }
+        if let Some(other) = files.insert(file.clone(), variant) {
+            bail!(
+                "{}: variants {other} and {variant} both install as `{file}`",
+                loc.at(out.file.span())
+            );
+        }
+        variants.insert(
+            variant,
+            VariantOutput {
+                file: out.file.into_inner(),
+            },
+        );
+    }
+    let mut inputs = Vec::new();
+    for input in raw.inputs {
+        if inputs.contains(input.get_ref()) {
+            bail!(
+                "{}: input `{}` is listed twice",
+                loc.at(input.span()),
+                input.get_ref()
+            );
+        }
+        inputs.push(input.into_inner());
+    }
+
+    let mut boot_tests = Vec::new();
+    for t in raw.boot_tests {
+        let test_name = t.name.get_ref();
+        if !is_valid_name(test_name) {
+            bail!(
+                "{}: invalid boot-test name `{test_name}`",
+                loc.at(t.name.span())
+            );
+        }
+        if boot_tests.iter().any(|b: &BootTest| &b.name == test_name) {
+            bail!(
+                "{}: duplicate boot-test name `{test_name}`",
+                loc.at(t.name.span())
+            );
+        }
+        let variant = *t.variant.get_ref();
+        if !variants.contains_key(&variant) {
+            bail!(
+                "{}: boot-test `{test_name}` uses variant {variant}, which this recipe does not build",
+                loc.at(t.variant.span())
+            );
+        }
+        if t.expect.is_empty() {
+            bail!(
+                "{}: boot-test `{test_name}` expects no console line: a test must check something",
+                loc.at(t.name.span())
+            );
+        }
+        if t.timeout == 0 || t.timeout > 1800 {
+            bail!(
+                "{}: boot-test `{test_name}`: timeout must be 1..=1800 seconds",
+                loc.at(t.name.span())
+            );
+        }
+        let re = |s: &Spanned<String>| {
+            regex::Regex::new(s.get_ref())
+                .map_err(|e| anyhow::anyhow!("{}: bad regular expression: {e}", loc.at(s.span())))
+        };
+        let expect = t.expect.iter().map(re).collect::<Result<_>>()?;
+        let forbid = t.forbid.iter().map(re).collect::<Result<_>>()?;
+        let xenstore = t
+            .xenstore
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), re(v)?)))
+            .collect::<Result<_>>()?;
+        boot_tests.push(BootTest {
+            recipe: name.clone(),
+            name: test_name.clone(),
+            variant,
+            mode: t.mode,
+            kernel: t.kernel,
+            memory: t.memory,
+            vcpus: t.vcpus,
+            cmdline: t.cmdline,
+            ramdisk: t.ramdisk,
+            extra: t.extra,
+            xl: t.xl,
+            disks: t.disks,
+            expect,
+            forbid,
+            xenstore,
+            timeout: t.timeout,
+        });
+    }
+
+    Ok(Recipe {
+        name: raw.name.into_inner(),
+        summary: raw.summary,
+        kind: raw.kind,
+        dir: dir.to_path_buf(),
+        manifest: path.to_path_buf(),
+        source: src.to_string(),
+        inputs,
+        variants,
+        boot_tests,
+    })
+}
+
+/// Names of recipes, boot tests and new stub domains: `[a-z][a-z0-9-]*`, at most 48 bytes.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 48
+        && !name.ends_with('-')
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+}
+
+/// Loads every `stubdoms/*/stubdom.toml`, sorted by name.
+pub fn load_all(root: &Path) -> Result<Vec<Recipe>> {
+    let dir = root.join("stubdoms");
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path().join("stubdom.toml");
+        if path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut recipes: Vec<Recipe> = Vec::new();
+    for path in paths {
+        let src = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let recipe = parse(rel, &src)?;
+        if let Some(other) = recipes.iter().find(|r| r.name == recipe.name) {
+            bail!(
+                "{}: recipe name `{}` is already used by {}",
+                rel.display(),
+                recipe.name,
+                other.manifest.display()
+            );
+        }
+        recipes.push(Recipe {
+            dir: root.join(&recipe.dir),
+            ..recipe
+        });
+    }
+    Ok(recipes)
+}
+
+/// Picks the recipes named on the command line (all when none is named).
+pub fn select<'a>(all: &'a [Recipe], names: &[String]) -> Result<Vec<&'a Recipe>> {
+    if names.is_empty() {
+        return Ok(all.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            all.iter().find(|r| &r.name == n).ok_or_else(|| {
+                let known: Vec<_> = all.iter().map(|r| r.name.as_str()).collect();
+                anyhow::anyhow!("no recipe named `{n}` (known: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "demo"
+summary = "A demo"
+kind = "rust"
+inputs = ["libxen-dev"]
+
+[variants.x86_64-pv]
+file = "demo.elf"
+
+[[boot-test]]
+name = "greets"
+variant = "x86_64-pv"
+expect = ["^hello"]
+timeout = 30
+"#;
+
+    fn check(src: &str) -> std::result::Result<Recipe, String> {
+        parse(Path::new("stubdoms/demo/stubdom.toml"), src).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn good_recipe_parses() {
+        let r = check(GOOD).unwrap();
+        assert_eq!(r.name, "demo");
+        assert_eq!(r.kind, Kind::Rust);
+        assert_eq!(r.variants[&Variant::X86_64Pv].file, "demo.elf");
+        assert_eq!(r.boot_tests[0].memory, 32);
+        assert_eq!(r.boot_tests[0].forbid.len(), 3);
+    }
+
+    /// Each bad recipe and the start of the message it must give (file:line:column first).
+    #[test]
+    fn bad_recipes_name_file_line_and_column() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "colour = \"red\"\n",
+                "",
+                "stubdoms/demo/stubdom.toml:2:1: unknown field `colour`",
+            ),
+            (
+                "kind = \"rust\"",
+                "kind = \"cobol\"",
+                "stubdoms/demo/stubdom.toml:4:8: unknown variant `cobol`",
+            ),
+            (
+                "[variants.x86_64-pv]",
+                "[variants.x86_64-hvm]",
+                "stubdoms/demo/stubdom.toml:7:11: unknown variant `x86_64-hvm`",
+            ),
+            (
+                "name = \"demo\"",
+                "name = \"other\"",
+                "stubdoms/demo/stubdom.toml:2:8: name `other` does not match its folder `demo`",
+            ),
+            (
+                "summary = \"A demo\"\n",
+                "",
+                "stubdoms/demo/stubdom.toml:2:1: missing field `summary`",
+            ),
+            (
+                "inputs = [\"libxen-dev\"]",
+                "inputs = [\"a\", \"a\"]",
+                "stubdoms/demo/stubdom.toml:5:16: input `a` is listed twice",
+            ),
+            (
+                "expect = [\"^hello\"]",
+                "expect = [\"(\"]",
+                "stubdoms/demo/stubdom.toml:13:11: bad regular expression",
+            ),
+            (
+                "variant = \"x86_64-pv\"",
+                "variant = \"aarch64\"",
+                "stubdoms/demo/stubdom.toml:12:11: boot-test `greets` uses variant aarch64",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 0",
+                "stubdoms/demo/stubdom.toml:11:8: boot-test `greets`: timeout",
+            ),
+            (
+                "expect = [\"^hello\"]",
+                "expect = []",
+                "stubdoms/demo/stubdom.toml:11:8: boot-test `greets` expects no console line",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let src = if from.ends_with('\n') && to.is_empty() && from.starts_with("colour") {
+                GOOD.replacen("name =", &format!("{from}name ="), 1)
+            } else {
+                assert!(GOOD.contains(from), "case {from:?} does not apply");
+                GOOD.replacen(from, to, 1)
+            };
+            let got = check(&src).expect_err(want);
+            assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "rust-stubdom", "x2"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in ["", "A", "1x", "a_b", "a-", "a/b", "a.b", &"a".repeat(49)] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
