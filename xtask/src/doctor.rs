@@ -85,6 +85,9 @@ impl Need {
             tool("tar", "tar"),
             tool("gzip", "gzip"),
             tool("dpkg-deb", "dpkg"),
+            tool("xz", "xz-utils"),
+            tool("zstd", "zstd"),
+            tool("bzip2", "bzip2"),
         ];
         match self {
             Need::Kind(Kind::Rust | Kind::C) => RUNTIME,

@@ -48,6 +48,10 @@ pub struct Deb {
     /// Also pin everything this package needs (written back as entries with `required-by`).
     #[serde(default)]
     pub closure: bool,
+    /// A metapackage: also pin the packages it directly depends on (e.g. the kernel package
+    /// behind `linux-image-amd64`, whose name changes with the kernel ABI).
+    #[serde(default)]
+    pub follow: bool,
     /// Set by `pin` on a closure: the names of the packages it needs.
     #[serde(default)]
     pub needs: Vec<String>,
@@ -256,6 +260,12 @@ impl Lock {
         for d in &self.debs {
             if !seen.insert(d.id()) {
                 bail!("{FILE}: deb `{}` is listed twice", d.id());
+            }
+            if d.closure && d.follow {
+                bail!(
+                    "{FILE}: deb `{}`: `closure` and `follow` exclude each other",
+                    d.id()
+                );
             }
             if let Some(sha) = &d.sha256 {
                 check_sha256(sha, &d.id())?;

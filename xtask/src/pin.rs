@@ -50,6 +50,11 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
     for req in &requests {
         ui::step(&format!("resolve {}", req.id()));
         let mut set = apt.resolve(&req.name, &req.arch, req.suite.as_deref(), req.closure)?;
+        if req.follow {
+            for dep in apt.direct_depends(&req.name, &req.arch)? {
+                set.extend(apt.resolve(&dep, &req.arch, req.suite.as_deref(), false)?);
+            }
+        }
         let Some(pos) = set.iter().position(|p| p.name == req.name) else {
             bail!("apt did not return `{}` itself", req.id());
         };
@@ -295,6 +300,14 @@ impl Apt {
     }
 
     fn cmd(&self, args: &[&str]) -> Result<String> {
+        self.run("apt-get", args)
+    }
+
+    fn cache_cmd(&self, args: &[&str]) -> Result<String> {
+        self.run("apt-cache", args)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<String> {
         let d = self.dir.display();
         let opts = [
             "-o".to_string(),
@@ -322,15 +335,17 @@ impl Apt {
             "-o".into(),
             "APT::Install-Recommends=false".into(),
         ];
-        let out = std::process::Command::new("apt-get")
+        let out = std::process::Command::new(program)
             .args(&opts)
             .args(args)
             .env("LC_ALL", "C")
             .output()
-            .context("running apt-get: `pin` needs apt (Debian or Ubuntu host)")?;
+            .with_context(|| {
+                format!("running {program}: `pin` needs apt (Debian or Ubuntu host)")
+            })?;
         if !out.status.success() {
             bail!(
-                "apt-get {} failed:\n{}",
+                "{program} {} failed:\n{}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
@@ -394,6 +409,37 @@ impl Apt {
             bail!("apt resolved nothing for `{target}`");
         }
         Ok(set)
+    }
+
+    /// The first alternative of each `Depends:` of a package (for metapackages).
+    fn direct_depends(&self, name: &str, arch: &str) -> Result<Vec<String>> {
+        let out = self.cache_cmd(&[
+            "depends",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+            &format!("{name}:{arch}"),
+        ])?;
+        let mut deps = Vec::new();
+        let mut alternative = false;
+        for line in out.lines().skip(1) {
+            let t = line.trim_start();
+            let is_alt = t.starts_with('|');
+            if let Some(dep) = t.trim_start_matches('|').strip_prefix("Depends: ") {
+                if !alternative {
+                    let dep = dep.trim().trim_start_matches('<').trim_end_matches('>');
+                    deps.push(dep.split(':').next().unwrap_or(dep).to_string());
+                }
+            }
+            alternative = is_alt;
+        }
+        if deps.is_empty() {
+            bail!("`{name}:{arch}` has `follow = true` but depends on nothing");
+        }
+        Ok(deps)
     }
 
     fn source(&self, name: &str, suite: Option<&str>) -> Result<PinnedSource> {

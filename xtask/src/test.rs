@@ -18,10 +18,22 @@ const XEN_HEADERS: &str = "libxen-dev";
 pub fn run(ws: &Workspace) -> Result<()> {
     doctor::ensure(&ws.needs())?;
     let include = xen_headers(ws)?;
-    cargo(ws, &["fmt", "--all", "--check"], &[], "formatting (run `cargo fmt --all`)")?;
     cargo(
         ws,
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &["fmt", "--all", "--check"],
+        &[],
+        "formatting (run `cargo fmt --all`)",
+    )?;
+    cargo(
+        ws,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
         "clippy",
     )?;

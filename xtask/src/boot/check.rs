@@ -1,0 +1,129 @@
+//! Console checking: feed console lines of one scenario, in order, and learn whether every
+//! expected line came (in order), whether a forbidden line appeared, and when.
+
+use std::time::Duration;
+
+use regex::Regex;
+
+/// The verdict on one scenario's console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// Waiting for `expect[index]` when the console ended.
+    Missing { index: usize, pattern: String },
+    Forbidden { pattern: String, line: String },
+}
+
+pub struct Checker<'a> {
+    expect: &'a [Regex],
+    forbid: &'a [Regex],
+    next: usize,
+    forbidden: Option<(String, String)>,
+    /// Time of the last expected line, from the scenario's start.
+    pub last_expected_at: Option<Duration>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(expect: &'a [Regex], forbid: &'a [Regex]) -> Self {
+        Checker {
+            expect,
+            forbid,
+            next: 0,
+            forbidden: None,
+            last_expected_at: None,
+        }
+    }
+
+    pub fn feed(&mut self, line: &str, at: Duration) {
+        if self.forbidden.is_none() {
+            if let Some(re) = self.forbid.iter().find(|re| re.is_match(line)) {
+                self.forbidden = Some((re.as_str().to_string(), line.to_string()));
+            }
+        }
+        if let Some(re) = self.expect.get(self.next) {
+            if re.is_match(line) {
+                self.next += 1;
+                if self.next == self.expect.len() {
+                    self.last_expected_at = Some(at);
+                }
+            }
+        }
+    }
+
+    /// All expected lines seen (a forbidden one may still spoil it).
+    pub fn complete(&self) -> bool {
+        self.next == self.expect.len()
+    }
+
+    /// The pattern being waited for, if any.
+    pub fn waiting_for(&self) -> Option<&str> {
+        self.expect.get(self.next).map(|r| r.as_str())
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if let Some((pattern, line)) = &self.forbidden {
+            return Verdict::Forbidden {
+                pattern: pattern.clone(),
+                line: line.clone(),
+            };
+        }
+        match self.expect.get(self.next) {
+            None => Verdict::Pass,
+            Some(re) => Verdict::Missing {
+                index: self.next,
+                pattern: re.as_str().to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(p: &[&str]) -> Vec<Regex> {
+        p.iter().map(|s| Regex::new(s).unwrap()).collect()
+    }
+
+    /// (expected, forbidden, console, verdict)
+    #[test]
+    fn verdicts() {
+        let ms = Duration::from_millis;
+        let cases: Vec<(Vec<&str>, Vec<&str>, Vec<&str>, Verdict)> = vec![
+            (vec!["^a", "^b"], vec![], vec!["a", "x", "b"], Verdict::Pass),
+            (
+                vec!["^a", "^b"],
+                vec![],
+                vec!["b", "a"],
+                Verdict::Missing { index: 1, pattern: "^b".into() },
+            ),
+            (
+                vec!["^a"],
+                vec!["panic"],
+                vec!["a", "Kernel panic - not syncing"],
+                Verdict::Forbidden { pattern: "panic".into(), line: "Kernel panic - not syncing".into() },
+            ),
+            (vec!["^a"], vec![], vec![], Verdict::Missing { index: 0, pattern: "^a".into() }),
+        ];
+        for (expect, forbid, console, want) in cases {
+            let (e, f) = (res(&expect), res(&forbid));
+            let mut c = Checker::new(&e, &f);
+            for (i, line) in console.iter().enumerate() {
+                c.feed(line, ms(i as u64));
+            }
+            assert_eq!(c.verdict(), want, "{console:?}");
+        }
+    }
+
+    #[test]
+    fn records_time_of_last_expected_line() {
+        let e = res(&["one", "two"]);
+        let mut c = Checker::new(&e, &[]);
+        c.feed("one", Duration::from_secs(1));
+        assert_eq!(c.waiting_for(), Some("two"));
+        c.feed("two", Duration::from_secs(3));
+        c.feed("two", Duration::from_secs(5));
+        assert!(c.complete());
+        assert_eq!(c.last_expected_at, Some(Duration::from_secs(3)));
+    }
+}

@@ -1,0 +1,120 @@
+//! One QEMU run: start it, read its serial console line by line with a deadline, keep the
+//! whole log, and make sure no process outlives the run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// A running QEMU. Dropping it kills the process (and reaps it), so an early return or a
+/// failed check never leaves QEMU behind.
+pub struct Qemu {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: std::fs::File,
+    pub log_path: PathBuf,
+    pub started: Instant,
+}
+
+pub enum Next {
+    Line(String),
+    /// QEMU closed its console (it exited).
+    Closed,
+    TimedOut,
+}
+
+impl Qemu {
+    pub fn start(mut cmd: Command, log_path: &Path) -> Result<Qemu> {
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let log = std::fs::File::create(log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {program} (is it installed? `cargo xtask doctor`)"))?;
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\r', '\n'])
+                        .replace('\r', "");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                    buf.clear();
+                }
+            });
+        }
+        Ok(Qemu {
+            child,
+            lines: rx,
+            log,
+            log_path: log_path.to_path_buf(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The next console line, waiting until `deadline` at the latest.
+    pub fn next_line(&mut self, deadline: Instant) -> Next {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => {
+                let _ = writeln!(self.log, "{line}");
+                Next::Line(line)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Next::TimedOut,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// Waits for QEMU to exit by itself (after dom0's `reboot -f`), killing it at `deadline`.
+    pub fn finish(mut self, deadline: Instant) -> Result<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                while let Ok(line) = self.lines.try_recv() {
+                    let _ = writeln!(self.log, "{line}");
+                }
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                anyhow::bail!("QEMU did not exit in time and was killed");
+            }
+            // Keep draining so the log is complete and the pipes never fill.
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                let _ = writeln!(self.log, "{line}");
+            }
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
