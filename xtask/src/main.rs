@@ -1,6 +1,7 @@
 //! `cargo xtask`: the stubdoms build driver. This file only parses the command line and
 //! dispatches; each command lives in its own module.
 
+mod boot;
 mod build;
 mod cache;
 mod doctor;
@@ -68,6 +69,19 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Boot images under Xen in QEMU and check their consoles.
+    BootTest {
+        /// Recipes whose boot tests to run (default: all, and the machine's self-test;
+        /// `selftest` names the self-test).
+        names: Vec<String>,
+        #[arg(long)]
+        variant: Option<Variant>,
+        /// Keep scenario bundles and disk images under target/boot/work.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        offline: bool,
+    },
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
 }
@@ -112,6 +126,21 @@ fn run(command: Command) -> Result<()> {
             variant,
             offline,
         } => build::run(&ws, &names, &build::Flags { variant, offline }).map(|_| ()),
+        Command::BootTest {
+            names,
+            variant,
+            keep,
+            offline,
+        } => boot::run(
+            &ws,
+            &names,
+            &boot::Flags {
+                variant,
+                keep,
+                offline,
+            },
+        )
+        .map(|_| ()),
         Command::Test => test::run(&ws),
     }
 }

@@ -46,7 +46,8 @@ struct RawRecipe {
     kind: Kind,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
-    variants: Spanned<BTreeMap<Variant, RawVariant>>,
+    // Not `Spanned`: a table made implicitly by `[variants.NAME]` headers carries no span.
+    variants: BTreeMap<Variant, RawVariant>,
     #[serde(default, rename = "boot-test")]
     boot_tests: Vec<RawBootTest>,
 }
@@ -241,15 +242,15 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
             loc.at(raw.name.span())
         );
     }
-    if raw.variants.get_ref().is_empty() {
+    if raw.variants.is_empty() {
         bail!(
             "{}: `variants` is empty: a recipe builds at least one variant",
-            loc.at(raw.variants.span())
+            path.display()
         );
     }
     let mut variants = BTreeMap::new();
     let mut files = BTreeMap::new();
-    for (variant, out) in raw.variants.into_inner() {
+    for (variant, out) in raw.variants {
         let file = out.file.get_ref();
         if file.is_empty() || file.contains('/') || file.starts_with('.') {
             bail!(
@@ -282,8 +283,30 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         inputs.push(input.into_inner());
     }
 
-    let mut boot_tests = Vec::new();
-    for t in raw.boot_tests {
+    let boot_tests = validate_tests(raw.boot_tests, &loc, name, &|v| variants.contains_key(&v))?;
+
+    Ok(Recipe {
+        name: raw.name.into_inner(),
+        summary: raw.summary,
+        kind: raw.kind,
+        dir: dir.to_path_buf(),
+        manifest: path.to_path_buf(),
+        source: src.to_string(),
+        inputs,
+        variants,
+        boot_tests,
+    })
+}
+
+/// Validates `[[boot-test]]` tables; `builds` says which variants the owner provides.
+fn validate_tests(
+    raw: Vec<RawBootTest>,
+    loc: &Locator,
+    owner: &str,
+    builds: &dyn Fn(Variant) -> bool,
+) -> Result<Vec<BootTest>> {
+    let mut boot_tests: Vec<BootTest> = Vec::new();
+    for t in raw {
         let test_name = t.name.get_ref();
         if !is_valid_name(test_name) {
             bail!(
@@ -298,7 +321,7 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
             );
         }
         let variant = *t.variant.get_ref();
-        if !variants.contains_key(&variant) {
+        if !builds(variant) {
             bail!(
                 "{}: boot-test `{test_name}` uses variant {variant}, which this recipe does not build",
                 loc.at(t.variant.span())
@@ -322,13 +345,24 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         };
         let expect = t.expect.iter().map(re).collect::<Result<_>>()?;
         let forbid = t.forbid.iter().map(re).collect::<Result<_>>()?;
+        if let Some((k, v)) = t.xenstore.iter().find(|(k, _)| {
+            k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+        }) {
+            bail!(
+                "{}: xenstore key `{k}` may hold only letters, digits and _-./",
+                loc.at(v.span())
+            );
+        }
         let xenstore = t
             .xenstore
             .iter()
             .map(|(k, v)| Ok((k.clone(), re(v)?)))
             .collect::<Result<_>>()?;
         boot_tests.push(BootTest {
-            recipe: name.clone(),
+            recipe: owner.to_string(),
             name: test_name.clone(),
             variant,
             mode: t.mode,
@@ -347,17 +381,38 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         });
     }
 
-    Ok(Recipe {
-        name: raw.name.into_inner(),
-        summary: raw.summary,
-        kind: raw.kind,
-        dir: dir.to_path_buf(),
-        manifest: path.to_path_buf(),
-        source: src.to_string(),
-        inputs,
-        variants,
-        boot_tests,
-    })
+    Ok(boot_tests)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenarios {
+    #[serde(rename = "boot-test")]
+    boot_tests: Vec<RawBootTest>,
+}
+
+/// A file of `[[boot-test]]` tables only, owned by no recipe (the boot machine's self-test):
+/// each must name its `kernel`.
+pub fn parse_scenarios(path: &Path, src: &str, owner: &str) -> Result<Vec<BootTest>> {
+    let raw: RawScenarios = toml::from_str(src).map_err(|e| {
+        let loc = e.span().map(|s| Locator { path, src }.at(s));
+        anyhow::anyhow!(
+            "{}: {}",
+            loc.unwrap_or_else(|| path.display().to_string()),
+            e.message().trim_end()
+        )
+    })?;
+    let loc = Locator { path, src };
+    for t in &raw.boot_tests {
+        if t.kernel.is_none() {
+            bail!(
+                "{}: boot-test `{}` needs a `kernel`",
+                loc.at(t.name.span()),
+                t.name.get_ref()
+            );
+        }
+    }
+    validate_tests(raw.boot_tests, &loc, owner, &|_| true)
 }
 
 /// Names of recipes, boot tests and new stub domains: `[a-z][a-z0-9-]*`, at most 48 bytes.

@@ -44,6 +44,16 @@ pub fn run(ws: &Workspace) -> Result<()> {
         &[("XEN_INCLUDE_DIR", include.as_str())],
         "workspace tests",
     )?;
+    ui::step("boot tests");
+    crate::boot::run(
+        ws,
+        &[],
+        &crate::boot::Flags {
+            variant: None,
+            keep: false,
+            offline: false,
+        },
+    )?;
     Ok(())
 }
 

@@ -4,10 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Variant {
     X86_64Pv,
     X86_64Pvh,
@@ -56,9 +55,16 @@ impl fmt::Display for Variant {
     }
 }
 
-impl From<Variant> for &'static str {
-    fn from(v: Variant) -> &'static str {
-        v.as_str()
+impl Serialize for Variant {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Variant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -73,14 +79,6 @@ impl FromStr for Variant {
                 let all: Vec<_> = Variant::ALL.iter().map(|v| v.as_str()).collect();
                 format!("unknown variant `{s}`, expected one of: {}", all.join(", "))
             })
-    }
-}
-
-impl TryFrom<String> for Variant {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
     }
 }
 

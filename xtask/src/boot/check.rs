@@ -10,8 +10,14 @@ use regex::Regex;
 pub enum Verdict {
     Pass,
     /// Waiting for `expect[index]` when the console ended.
-    Missing { index: usize, pattern: String },
-    Forbidden { pattern: String, line: String },
+    Missing {
+        index: usize,
+        pattern: String,
+    },
+    Forbidden {
+        pattern: String,
+        line: String,
+    },
 }
 
 pub struct Checker<'a> {
@@ -95,15 +101,29 @@ mod tests {
                 vec!["^a", "^b"],
                 vec![],
                 vec!["b", "a"],
-                Verdict::Missing { index: 1, pattern: "^b".into() },
+                Verdict::Missing {
+                    index: 1,
+                    pattern: "^b".into(),
+                },
             ),
             (
                 vec!["^a"],
                 vec!["panic"],
                 vec!["a", "Kernel panic - not syncing"],
-                Verdict::Forbidden { pattern: "panic".into(), line: "Kernel panic - not syncing".into() },
+                Verdict::Forbidden {
+                    pattern: "panic".into(),
+                    line: "Kernel panic - not syncing".into(),
+                },
             ),
-            (vec!["^a"], vec![], vec![], Verdict::Missing { index: 0, pattern: "^a".into() }),
+            (
+                vec!["^a"],
+                vec![],
+                vec![],
+                Verdict::Missing {
+                    index: 0,
+                    pattern: "^a".into(),
+                },
+            ),
         ];
         for (expect, forbid, console, want) in cases {
             let (e, f) = (res(&expect), res(&forbid));

@@ -24,7 +24,10 @@ pub fn make(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -
     match disk.fs {
         FileSystem::None => {
             if !files.is_empty() {
-                bail!("disk {}: `files` needs a file system (fs = \"ext2\" or \"ext4\")", disk.vdev);
+                bail!(
+                    "disk {}: `files` needs a file system (fs = \"ext2\" or \"ext4\")",
+                    disk.vdev
+                );
             }
             std::fs::File::create(&fs_img)?.set_len(fs_size)?;
         }
@@ -39,9 +42,23 @@ pub fn make(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -
                     format!("disk {}: copying {} to {dest}", disk.vdev, src.display())
                 })?;
             }
-            let fstype = if disk.fs == FileSystem::Ext4 { "ext4" } else { "ext2" };
+            let fstype = if disk.fs == FileSystem::Ext4 {
+                "ext4"
+            } else {
+                "ext2"
+            };
             run(Command::new("mke2fs")
-                .args(["-q", "-F", "-t", fstype, "-E", "root_owner=0:0", "-L", "stubdoms", "-d"])
+                .args([
+                    "-q",
+                    "-F",
+                    "-t",
+                    fstype,
+                    "-E",
+                    "root_owner=0:0",
+                    "-L",
+                    "stubdoms",
+                    "-d",
+                ])
                 .arg(&root)
                 .arg(&fs_img)
                 .arg(format!("{}k", fs_size >> 10))
@@ -53,10 +70,14 @@ pub fn make(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -
         std::fs::rename(&fs_img, out)?;
         return Ok(());
     }
-    let mut f = std::fs::File::create(out)?;
+    let f = std::fs::File::create(out)?;
     f.set_len(size)?;
     drop(f);
-    let label = if disk.table == PartitionTable::Gpt { "gpt" } else { "dos" };
+    let label = if disk.table == PartitionTable::Gpt {
+        "gpt"
+    } else {
+        "dos"
+    };
     let script = format!(
         "label: {label}\nstart={}, size={}, type=linux\n",
         PART_START / 512,
@@ -77,7 +98,11 @@ pub fn make(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -
         .write_all(script.as_bytes())?;
     let o = child.wait_with_output()?;
     if !o.status.success() {
-        bail!("disk {}: sfdisk failed: {}", disk.vdev, String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "disk {}: sfdisk failed: {}",
+            disk.vdev,
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let data = std::fs::read(&fs_img)?;
     let mut f = std::fs::OpenOptions::new().write(true).open(out)?;

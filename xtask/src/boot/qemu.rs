@@ -37,13 +37,19 @@ impl Qemu {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = cmd.get_program().to_string_lossy().into_owned();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {program} (is it installed? `cargo xtask doctor`)"))?;
+        let mut child = cmd.spawn().with_context(|| {
+            format!("starting {program} (is it installed? `cargo xtask doctor`)")
+        })?;
         let (tx, rx) = mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()

@@ -3,8 +3,9 @@
 //! in the cache under its build key (the hashes of the recipe, its inputs, its sources, the
 //! builder and the host tools), so a rebuild with nothing changed only hashes and copies.
 
-mod key;
+pub mod key;
 mod manifest;
+mod runtime;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -195,7 +196,8 @@ fn build_one(
 
 fn dispatch(job: &Job) -> Result<()> {
     match job.recipe.kind {
-        Kind::Rust | Kind::C | Kind::Pvgrub | Kind::Ioemu => bail!(
+        Kind::Rust | Kind::C => runtime::build(job),
+        Kind::Pvgrub | Kind::Ioemu => bail!(
             "the {} builder is not available in this version of the driver",
             job.recipe.kind
         ),

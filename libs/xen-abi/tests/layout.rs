@@ -1,0 +1,446 @@
+//! Checks every structure size, field offset and constant of this crate against Xen's C
+//! public headers: a C program prints each C expression of the table, and the test compares
+//! the printed values with the Rust side.
+//!
+//! The headers come from Debian's `libxen-dev` of the Xen version the project tests with;
+//! `cargo xtask test` extracts the pinned package and sets `XEN_INCLUDE_DIR` to the folder
+//! that holds `xen/xen.h`.
+
+use std::mem::{offset_of, size_of};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use xen_abi::event_channel::*;
+use xen_abi::grant_table::*;
+use xen_abi::hvm::*;
+use xen_abi::io::blkif::*;
+use xen_abi::io::console::XenconsInterface;
+use xen_abi::io::ring::{ring_size, SringHeader};
+use xen_abi::io::xenstore::*;
+use xen_abi::memory::*;
+use xen_abi::sched::*;
+use xen_abi::*;
+
+/// One check: a C expression (evaluated as an unsigned 64-bit number) and the Rust value.
+struct Check {
+    c: String,
+    rust: u64,
+}
+
+fn check(c: impl Into<String>, rust: impl TryInto<u64>) -> Check {
+    let rust = match rust.try_into() {
+        Ok(v) => v,
+        Err(_) => panic!("table value does not fit in u64"),
+    };
+    Check { c: c.into(), rust }
+}
+
+/// `sizeof` of a C type and each field's `offsetof`, against the Rust struct.
+macro_rules! layout {
+    ($table:ident, $rust:ty, $c:literal { $($rf:ident => $cf:literal),* $(,)? }) => {
+        $table.push(check(concat!("sizeof(", $c, ")"), size_of::<$rust>()));
+        $( $table.push(check(concat!("offsetof(", $c, ", ", $cf, ")"), offset_of!($rust, $rf))); )*
+    };
+}
+
+/// Constants: a C expression and the Rust value.
+macro_rules! consts {
+    ($table:ident, $($c:literal = $rust:expr),* $(,)?) => {
+        $( $table.push(check($c, $rust)); )*
+    };
+}
+
+fn table() -> Vec<Check> {
+    let mut t = Vec::new();
+    layout!(t, StartInfo, "struct start_info" {
+        magic => "magic", nr_pages => "nr_pages", shared_info => "shared_info",
+        flags => "flags", store_mfn => "store_mfn", store_evtchn => "store_evtchn",
+        console => "console", pt_base => "pt_base", nr_pt_frames => "nr_pt_frames",
+        mfn_list => "mfn_list", mod_start => "mod_start", mod_len => "mod_len",
+        cmd_line => "cmd_line", first_p2m_pfn => "first_p2m_pfn",
+        nr_p2m_frames => "nr_p2m_frames",
+    });
+    t.push(check(
+        "sizeof(((struct start_info *)0)->console)",
+        size_of::<StartInfoConsole>(),
+    ));
+    t.push(check(
+        "offsetof(struct start_info, console.domU.evtchn) - offsetof(struct start_info, console)",
+        offset_of!(StartInfoConsoleDomU, evtchn),
+    ));
+    t.push(check(
+        "offsetof(struct start_info, console.dom0.info_size) - offsetof(struct start_info, console)",
+        offset_of!(StartInfoConsoleDom0, info_size),
+    ));
+    layout!(t, VcpuTimeInfo, "struct vcpu_time_info" {
+        version => "version", tsc_timestamp => "tsc_timestamp", system_time => "system_time",
+        tsc_to_system_mul => "tsc_to_system_mul", tsc_shift => "tsc_shift", flags => "flags",
+        pad1 => "pad1",
+    });
+    layout!(t, ArchVcpuInfo, "struct arch_vcpu_info" { cr2 => "cr2", pad => "pad" });
+    layout!(t, VcpuInfo, "struct vcpu_info" {
+        evtchn_upcall_pending => "evtchn_upcall_pending",
+        evtchn_upcall_mask => "evtchn_upcall_mask",
+        evtchn_pending_sel => "evtchn_pending_sel", arch => "arch", time => "time",
+    });
+    layout!(t, ArchSharedInfo, "struct arch_shared_info" {
+        max_pfn => "max_pfn", pfn_to_mfn_frame_list_list => "pfn_to_mfn_frame_list_list",
+        nmi_reason => "nmi_reason", p2m_cr3 => "p2m_cr3", p2m_vaddr => "p2m_vaddr",
+        p2m_generation => "p2m_generation",
+    });
+    layout!(t, SharedInfo, "struct shared_info" {
+        vcpu_info => "vcpu_info", evtchn_pending => "evtchn_pending",
+        evtchn_mask => "evtchn_mask", wc_version => "wc_version", wc_sec => "wc_sec",
+        wc_nsec => "wc_nsec", wc_sec_hi => "wc_sec_hi", arch => "arch",
+    });
+    layout!(t, MmuUpdate, "struct mmu_update" { ptr => "ptr", val => "val" });
+    layout!(t, MmuextOp, "struct mmuext_op" { cmd => "cmd", arg1 => "arg1", arg2 => "arg2" });
+    layout!(t, EvtchnAllocUnbound, "struct evtchn_alloc_unbound" {
+        dom => "dom", remote_dom => "remote_dom", port => "port",
+    });
+    layout!(t, EvtchnBindInterdomain, "struct evtchn_bind_interdomain" {
+        remote_dom => "remote_dom", remote_port => "remote_port", local_port => "local_port",
+    });
+    layout!(t, EvtchnBindVirq, "struct evtchn_bind_virq" {
+        virq => "virq", vcpu => "vcpu", port => "port",
+    });
+    layout!(t, EvtchnClose, "struct evtchn_close" { port => "port" });
+    layout!(t, EvtchnSend, "struct evtchn_send" { port => "port" });
+    layout!(t, EvtchnUnmask, "struct evtchn_unmask" { port => "port" });
+    layout!(t, SchedShutdown, "struct sched_shutdown" { reason => "reason" });
+    layout!(t, SchedPoll, "struct sched_poll" {
+        ports => "ports", nr_ports => "nr_ports", timeout => "timeout",
+    });
+    layout!(t, GrantEntryV1, "struct grant_entry_v1" {
+        flags => "flags", domid => "domid", frame => "frame",
+    });
+    layout!(t, GnttabSetupTable, "struct gnttab_setup_table" {
+        dom => "dom", nr_frames => "nr_frames", status => "status", frame_list => "frame_list",
+    });
+    layout!(t, GnttabQuerySize, "struct gnttab_query_size" {
+        dom => "dom", nr_frames => "nr_frames", max_nr_frames => "max_nr_frames",
+        status => "status",
+    });
+    layout!(t, XenMemoryReservation, "struct xen_memory_reservation" {
+        extent_start => "extent_start", nr_extents => "nr_extents",
+        extent_order => "extent_order", mem_flags => "mem_flags", domid => "domid",
+    });
+    layout!(t, XenAddToPhysmap, "struct xen_add_to_physmap" {
+        domid => "domid", size => "size", space => "space", idx => "idx", gpfn => "gpfn",
+    });
+    layout!(t, XenMemoryMap, "struct xen_memory_map" {
+        nr_entries => "nr_entries", buffer => "buffer",
+    });
+    // Xen's E820 entries are the packed, 20-byte BIOS layout.
+    t.push(check("20", size_of::<E820Entry>()));
+    layout!(t, XenHvmParam, "struct xen_hvm_param" {
+        domid => "domid", index => "index", value => "value",
+    });
+    layout!(t, HvmStartInfo, "struct hvm_start_info" {
+        magic => "magic", version => "version", flags => "flags", nr_modules => "nr_modules",
+        modlist_paddr => "modlist_paddr", cmdline_paddr => "cmdline_paddr",
+        rsdp_paddr => "rsdp_paddr", memmap_paddr => "memmap_paddr",
+        memmap_entries => "memmap_entries", reserved => "reserved",
+    });
+    layout!(t, HvmModlistEntry, "struct hvm_modlist_entry" {
+        paddr => "paddr", size => "size", cmdline_paddr => "cmdline_paddr",
+        reserved => "reserved",
+    });
+    layout!(t, HvmMemmapTableEntry, "struct hvm_memmap_table_entry" {
+        addr => "addr", size => "size", kind => "type", reserved => "reserved",
+    });
+    layout!(t, XenconsInterface, "struct xencons_interface" {
+        r#in => "in", out => "out", in_cons => "in_cons", in_prod => "in_prod",
+        out_cons => "out_cons", out_prod => "out_prod",
+    });
+    layout!(t, XenstoreDomainInterface, "struct xenstore_domain_interface" {
+        req => "req", rsp => "rsp", req_cons => "req_cons", req_prod => "req_prod",
+        rsp_cons => "rsp_cons", rsp_prod => "rsp_prod", server_features => "server_features",
+        connection => "connection", error => "error",
+    });
+    layout!(t, XsdSockmsg, "struct xsd_sockmsg" {
+        kind => "type", req_id => "req_id", tx_id => "tx_id", len => "len",
+    });
+    layout!(t, BlkifRequestSegment, "struct blkif_request_segment" {
+        gref => "gref", first_sect => "first_sect", last_sect => "last_sect",
+    });
+    layout!(t, BlkifRequest, "struct blkif_request" {
+        operation => "operation", nr_segments => "nr_segments", handle => "handle",
+        id => "id", sector_number => "sector_number", seg => "seg",
+    });
+    layout!(t, BlkifResponse, "struct blkif_response" {
+        id => "id", operation => "operation", status => "status",
+    });
+    // The shared ring: header fields, then the entries.
+    t.push(check(
+        "offsetof(struct blkif_sring, ring)",
+        size_of::<SringHeader>(),
+    ));
+    // `struct blkif_sring` ends in the ring entries, so only the header's fields compare.
+    for (rust, c) in [
+        (offset_of!(SringHeader, req_prod), "req_prod"),
+        (offset_of!(SringHeader, req_event), "req_event"),
+        (offset_of!(SringHeader, rsp_prod), "rsp_prod"),
+        (offset_of!(SringHeader, rsp_event), "rsp_event"),
+        (offset_of!(SringHeader, pvt), "pvt"),
+        (offset_of!(SringHeader, pad), "__pad"),
+    ] {
+        t.push(check(format!("offsetof(struct blkif_sring, {c})"), rust));
+    }
+    t.push(check(
+        "__CONST_RING_SIZE(blkif, 4096)",
+        ring_size(
+            4096,
+            size_of::<BlkifRequest>().max(size_of::<BlkifResponse>()),
+        ),
+    ));
+
+    consts!(
+        t,
+        "__HYPERVISOR_mmu_update" = hypercall::MMU_UPDATE,
+        "__HYPERVISOR_memory_op" = hypercall::MEMORY_OP,
+        "__HYPERVISOR_update_va_mapping" = hypercall::UPDATE_VA_MAPPING,
+        "__HYPERVISOR_set_timer_op" = hypercall::SET_TIMER_OP,
+        "__HYPERVISOR_xen_version" = hypercall::XEN_VERSION,
+        "__HYPERVISOR_console_io" = hypercall::CONSOLE_IO,
+        "__HYPERVISOR_grant_table_op" = hypercall::GRANT_TABLE_OP,
+        "__HYPERVISOR_vm_assist" = hypercall::VM_ASSIST,
+        "__HYPERVISOR_vcpu_op" = hypercall::VCPU_OP,
+        "__HYPERVISOR_mmuext_op" = hypercall::MMUEXT_OP,
+        "__HYPERVISOR_sched_op" = hypercall::SCHED_OP,
+        "__HYPERVISOR_callback_op" = hypercall::CALLBACK_OP,
+        "__HYPERVISOR_event_channel_op" = hypercall::EVENT_CHANNEL_OP,
+        "__HYPERVISOR_physdev_op" = hypercall::PHYSDEV_OP,
+        "__HYPERVISOR_hvm_op" = hypercall::HVM_OP,
+        "CONSOLEIO_write" = console_io::WRITE,
+        "CONSOLEIO_read" = console_io::READ,
+        "XENVER_version" = xen_version::VERSION,
+        "XENVER_get_features" = xen_version::GET_FEATURES,
+        "XENFEAT_auto_translated_physmap" = features::AUTO_TRANSLATED_PHYSMAP,
+        "XENFEAT_dom0" = features::DOM0,
+        "DOMID_SELF" = DOMID_SELF,
+        "XEN_LEGACY_MAX_VCPUS" = LEGACY_MAX_VCPUS,
+        "MAX_GUEST_CMDLINE" = MAX_GUEST_CMDLINE,
+        "HYPERVISOR_VIRT_START" = MACH2PHYS_VIRT_START,
+        "SIF_PRIVILEGED" = sif::PRIVILEGED,
+        "SIF_INITDOMAIN" = sif::INITDOMAIN,
+        "SIF_MOD_START_PFN" = sif::MOD_START_PFN,
+        "MMU_NORMAL_PT_UPDATE" = MMU_NORMAL_PT_UPDATE,
+        "MMU_MACHPHYS_UPDATE" = MMU_MACHPHYS_UPDATE,
+        "MMUEXT_PIN_L1_TABLE" = mmuext::PIN_L1_TABLE,
+        "MMUEXT_PIN_L4_TABLE" = mmuext::PIN_L4_TABLE,
+        "MMUEXT_UNPIN_TABLE" = mmuext::UNPIN_TABLE,
+        "MMUEXT_NEW_BASEPTR" = mmuext::NEW_BASEPTR,
+        "MMUEXT_TLB_FLUSH_LOCAL" = mmuext::TLB_FLUSH_LOCAL,
+        "MMUEXT_INVLPG_LOCAL" = mmuext::INVLPG_LOCAL,
+        "UVMF_INVLPG" = uvmf::INVLPG,
+        "UVMF_TLB_FLUSH" = uvmf::TLB_FLUSH,
+        "UVMF_ALL" = uvmf::ALL,
+        "VMASST_TYPE_writable_pagetables" = vmasst::TYPE_WRITABLE_PAGETABLES,
+        "EVTCHNOP_bind_interdomain" = EVTCHNOP_BIND_INTERDOMAIN,
+        "EVTCHNOP_bind_virq" = EVTCHNOP_BIND_VIRQ,
+        "EVTCHNOP_close" = EVTCHNOP_CLOSE,
+        "EVTCHNOP_send" = EVTCHNOP_SEND,
+        "EVTCHNOP_status" = EVTCHNOP_STATUS,
+        "EVTCHNOP_alloc_unbound" = EVTCHNOP_ALLOC_UNBOUND,
+        "EVTCHNOP_unmask" = EVTCHNOP_UNMASK,
+        "VIRQ_TIMER" = virq::TIMER,
+        "VIRQ_DEBUG" = virq::DEBUG,
+        "VIRQ_CONSOLE" = virq::CONSOLE,
+        "VIRQ_DOM_EXC" = virq::DOM_EXC,
+        "SCHEDOP_yield" = SCHEDOP_YIELD,
+        "SCHEDOP_block" = SCHEDOP_BLOCK,
+        "SCHEDOP_shutdown" = SCHEDOP_SHUTDOWN,
+        "SCHEDOP_poll" = SCHEDOP_POLL,
+        "SHUTDOWN_poweroff" = shutdown::POWEROFF,
+        "SHUTDOWN_reboot" = shutdown::REBOOT,
+        "SHUTDOWN_suspend" = shutdown::SUSPEND,
+        "SHUTDOWN_crash" = shutdown::CRASH,
+        "SHUTDOWN_watchdog" = shutdown::WATCHDOG,
+        "GNTTABOP_map_grant_ref" = GNTTABOP_MAP_GRANT_REF,
+        "GNTTABOP_unmap_grant_ref" = GNTTABOP_UNMAP_GRANT_REF,
+        "GNTTABOP_setup_table" = GNTTABOP_SETUP_TABLE,
+        "GNTTABOP_query_size" = GNTTABOP_QUERY_SIZE,
+        "GNTTABOP_set_version" = GNTTABOP_SET_VERSION,
+        "GTF_invalid" = gtf::INVALID,
+        "GTF_permit_access" = gtf::PERMIT_ACCESS,
+        "GTF_accept_transfer" = gtf::ACCEPT_TRANSFER,
+        "GTF_type_mask" = gtf::TYPE_MASK,
+        "GTF_readonly" = gtf::READONLY,
+        "GTF_reading" = gtf::READING,
+        "GTF_writing" = gtf::WRITING,
+        "GNTTAB_NR_RESERVED_ENTRIES" = NR_RESERVED_ENTRIES,
+        "GNTST_okay" = i64::from(GNTST_OKAY) as u64,
+        "XENMEM_increase_reservation" = XENMEM_INCREASE_RESERVATION,
+        "XENMEM_decrease_reservation" = XENMEM_DECREASE_RESERVATION,
+        "XENMEM_maximum_ram_page" = XENMEM_MAXIMUM_RAM_PAGE,
+        "XENMEM_current_reservation" = XENMEM_CURRENT_RESERVATION,
+        "XENMEM_maximum_reservation" = XENMEM_MAXIMUM_RESERVATION,
+        "XENMEM_populate_physmap" = XENMEM_POPULATE_PHYSMAP,
+        "XENMEM_add_to_physmap" = XENMEM_ADD_TO_PHYSMAP,
+        "XENMEM_memory_map" = XENMEM_MEMORY_MAP,
+        "XENMAPSPACE_shared_info" = mapspace::SHARED_INFO,
+        "XENMAPSPACE_grant_table" = mapspace::GRANT_TABLE,
+        "XENMAPSPACE_gmfn" = mapspace::GMFN,
+        "HVMOP_set_param" = HVMOP_SET_PARAM,
+        "HVMOP_get_param" = HVMOP_GET_PARAM,
+        "HVM_PARAM_STORE_PFN" = HVM_PARAM_STORE_PFN,
+        "HVM_PARAM_STORE_EVTCHN" = HVM_PARAM_STORE_EVTCHN,
+        "HVM_PARAM_CONSOLE_PFN" = HVM_PARAM_CONSOLE_PFN,
+        "HVM_PARAM_CONSOLE_EVTCHN" = HVM_PARAM_CONSOLE_EVTCHN,
+        "XEN_HVM_START_MAGIC_VALUE" = HVM_START_MAGIC_VALUE,
+        "XEN_HVM_MEMMAP_TYPE_RAM" = HVM_MEMMAP_TYPE_RAM,
+        "XEN_HVM_MEMMAP_TYPE_RESERVED" = HVM_MEMMAP_TYPE_RESERVED,
+        "XEN_HVM_MEMMAP_TYPE_ACPI" = HVM_MEMMAP_TYPE_ACPI,
+        "XENSTORE_RING_SIZE" = XENSTORE_RING_SIZE,
+        "XENSTORE_PAYLOAD_MAX" = XENSTORE_PAYLOAD_MAX,
+        "BLKIF_OP_READ" = BLKIF_OP_READ,
+        "BLKIF_OP_WRITE" = BLKIF_OP_WRITE,
+        "BLKIF_OP_WRITE_BARRIER" = BLKIF_OP_WRITE_BARRIER,
+        "BLKIF_OP_FLUSH_DISKCACHE" = BLKIF_OP_FLUSH_DISKCACHE,
+        "BLKIF_OP_DISCARD" = BLKIF_OP_DISCARD,
+        "BLKIF_MAX_SEGMENTS_PER_REQUEST" = BLKIF_MAX_SEGMENTS_PER_REQUEST,
+        "(uint64_t)(int64_t)BLKIF_RSP_EOPNOTSUPP" = i64::from(BLKIF_RSP_EOPNOTSUPP) as u64,
+        "(uint64_t)(int64_t)BLKIF_RSP_ERROR" = i64::from(BLKIF_RSP_ERROR) as u64,
+        "BLKIF_RSP_OKAY" = BLKIF_RSP_OKAY as u64,
+        "VDISK_CDROM" = VDISK_CDROM,
+        "VDISK_REMOVABLE" = VDISK_REMOVABLE,
+        "VDISK_READONLY" = VDISK_READONLY,
+        "XenbusStateUnknown" = io::xenbus::UNKNOWN,
+        "XenbusStateInitialising" = io::xenbus::INITIALISING,
+        "XenbusStateInitWait" = io::xenbus::INIT_WAIT,
+        "XenbusStateInitialised" = io::xenbus::INITIALISED,
+        "XenbusStateConnected" = io::xenbus::CONNECTED,
+        "XenbusStateClosing" = io::xenbus::CLOSING,
+        "XenbusStateClosed" = io::xenbus::CLOSED,
+        "XenbusStateReconfiguring" = io::xenbus::RECONFIGURING,
+        "XenbusStateReconfigured" = io::xenbus::RECONFIGURED,
+        "XEN_ELFNOTE_INFO" = elfnote::INFO,
+        "XEN_ELFNOTE_ENTRY" = elfnote::ENTRY,
+        "XEN_ELFNOTE_HYPERCALL_PAGE" = elfnote::HYPERCALL_PAGE,
+        "XEN_ELFNOTE_VIRT_BASE" = elfnote::VIRT_BASE,
+        "XEN_ELFNOTE_PADDR_OFFSET" = elfnote::PADDR_OFFSET,
+        "XEN_ELFNOTE_XEN_VERSION" = elfnote::XEN_VERSION,
+        "XEN_ELFNOTE_GUEST_OS" = elfnote::GUEST_OS,
+        "XEN_ELFNOTE_GUEST_VERSION" = elfnote::GUEST_VERSION,
+        "XEN_ELFNOTE_LOADER" = elfnote::LOADER,
+        "XEN_ELFNOTE_PAE_MODE" = elfnote::PAE_MODE,
+        "XEN_ELFNOTE_FEATURES" = elfnote::FEATURES,
+        "XEN_ELFNOTE_BSD_SYMTAB" = elfnote::BSD_SYMTAB,
+        "XEN_ELFNOTE_HV_START_LOW" = elfnote::HV_START_LOW,
+        "XEN_ELFNOTE_L1_MFN_VALID" = elfnote::L1_MFN_VALID,
+        "XEN_ELFNOTE_SUSPEND_CANCEL" = elfnote::SUSPEND_CANCEL,
+        "XEN_ELFNOTE_INIT_P2M" = elfnote::INIT_P2M,
+        "XEN_ELFNOTE_MOD_START_PFN" = elfnote::MOD_START_PFN,
+        "XEN_ELFNOTE_SUPPORTED_FEATURES" = elfnote::SUPPORTED_FEATURES,
+        "XEN_ELFNOTE_PHYS32_ENTRY" = elfnote::PHYS32_ENTRY,
+    );
+    t
+}
+
+const HEADERS: &[&str] = &[
+    "xen/xen.h",
+    "xen/version.h",
+    "xen/features.h",
+    "xen/elfnote.h",
+    "xen/event_channel.h",
+    "xen/sched.h",
+    "xen/grant_table.h",
+    "xen/memory.h",
+    "xen/hvm/hvm_op.h",
+    "xen/hvm/params.h",
+    "xen/arch-x86/hvm/start_info.h",
+    "xen/io/console.h",
+    "xen/io/xs_wire.h",
+    "xen/io/blkif.h",
+    "xen/io/xenbus.h",
+];
+
+fn include_dir() -> PathBuf {
+    match std::env::var_os("XEN_INCLUDE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!(
+            "XEN_INCLUDE_DIR is not set: run `cargo xtask test` (which extracts the pinned \
+             libxen-dev) or set XEN_INCLUDE_DIR to the folder that holds xen/xen.h"
+        ),
+    }
+}
+
+fn c_program(table: &[Check]) -> String {
+    let mut src = String::from(
+        "#include <stdint.h>\n#include <stddef.h>\n#include <stdio.h>\n\
+         #define __XEN_INTERFACE_VERSION__ 0x00040e00\n",
+    );
+    for h in HEADERS {
+        src.push_str(&format!("#include <{h}>\n"));
+    }
+    src.push_str("int main(void) {\n");
+    for c in table {
+        src.push_str(&format!(
+            "  printf(\"%llu\\n\", (unsigned long long)({}));\n",
+            c.c
+        ));
+    }
+    src.push_str("  return 0;\n}\n");
+    src
+}
+
+fn run_c(include: &Path, src: &str) -> Vec<u64> {
+    let dir = std::env::temp_dir().join(format!("xen-abi-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temporary folder");
+    let c_file = dir.join("layout.c");
+    let exe = dir.join("layout");
+    std::fs::write(&c_file, src).expect("write C program");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .arg("-std=gnu11")
+        .arg("-I")
+        .arg(include)
+        .arg(&c_file)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    assert!(
+        out.status.success(),
+        "compiling the layout program against {} failed:\n{}",
+        include.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe).output().expect("run layout program");
+    assert!(run.status.success(), "layout program failed");
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8(run.stdout)
+        .expect("layout program prints ASCII")
+        .lines()
+        .map(|l| l.parse().expect("layout program prints numbers"))
+        .collect()
+}
+
+#[test]
+fn layout_matches_xen_public_headers() {
+    let include = include_dir();
+    assert!(
+        include.join("xen/xen.h").is_file(),
+        "XEN_INCLUDE_DIR={} has no xen/xen.h",
+        include.display()
+    );
+    let table = table();
+    let c_values = run_c(&include, &c_program(&table));
+    assert_eq!(
+        c_values.len(),
+        table.len(),
+        "layout program printed a wrong number of lines"
+    );
+    let mismatches: Vec<String> = table
+        .iter()
+        .zip(&c_values)
+        .filter(|(check, c)| check.rust != **c)
+        .map(|(check, c)| format!("{}: C {} != Rust {}", check.c, c, check.rust))
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "ABI mismatches:\n{}",
+        mismatches.join("\n")
+    );
+}

@@ -1,0 +1,741 @@
+//! `cargo xtask boot-test`: boot images under a real Xen in QEMU and check their consoles.
+//!
+//! Scenarios come from each recipe's `[[boot-test]]` tables and from the machine's own
+//! self-test (`ci/x86_64/selftest.toml`). `xl` scenarios are batched into at most two dom0
+//! boots that run side by side; `dom0` scenarios boot the image itself as dom0, one QEMU each.
+
+mod bundle;
+mod check;
+mod disk;
+mod elf;
+mod machine;
+mod qemu;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use stubdoms_archive::Tree;
+
+use self::check::{Checker, Verdict};
+use self::machine::Machine;
+use self::qemu::{Next, Qemu};
+use crate::build;
+use crate::cache::Cache;
+use crate::doctor::{self, Need};
+use crate::fetch;
+use crate::fsx;
+use crate::recipe::{self, BootMode, BootTest};
+use crate::variant::Variant;
+use crate::workspace::Workspace;
+
+/// Where the machine's self-test scenarios live.
+const SELFTEST: &str = "ci/x86_64/selftest.toml";
+/// How long dom0 may take to come up under TCG before the run is declared stuck.
+const DOM0_BOOT: Duration = Duration::from_secs(180);
+/// Slack on top of a scenario's own timeout for dom0 to notice and report it.
+const SLACK: Duration = Duration::from_secs(30);
+/// At most this many QEMUs at once (two `-smp 1` QEMUs run as fast as one here).
+const PARALLEL: usize = 2;
+
+pub struct Flags {
+    pub variant: Option<Variant>,
+    /// Keep the scenario bundles and disks under target/boot/ after the run.
+    pub keep: bool,
+    pub offline: bool,
+}
+
+/// A boot test with its files resolved on the host.
+pub struct Scenario {
+    /// `recipe/test`.
+    pub id: String,
+    pub test: BootTest,
+    pub kernel: PathBuf,
+    pub ramdisk: Option<PathBuf>,
+    /// (vdev, image) pairs.
+    pub disks: Vec<(String, PathBuf)>,
+}
+
+impl Scenario {
+    fn dir_name(&self) -> String {
+        format!("{}.{}", self.test.recipe, self.test.name)
+    }
+    fn domain_name(&self) -> String {
+        format!("{}-{}", self.test.recipe, self.test.name)
+    }
+}
+
+/// The result of one scenario, as printed and as written to target/boot/results.json.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outcome {
+    pub id: String,
+    pub variant: Variant,
+    pub passed: bool,
+    /// Seconds from the guest's creation (or QEMU's start, for dom0 scenarios) to the last
+    /// expected console line.
+    pub secs_to_last_line: Option<f64>,
+    /// Seconds from QEMU's start to dom0 ready (xl scenarios).
+    pub dom0_ready_secs: Option<f64>,
+    pub log: PathBuf,
+    #[serde(skip)]
+    pub failure: Option<String>,
+}
+
+pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcome>> {
+    let tests = collect(ws, names, flags.variant)?;
+    if tests.is_empty() {
+        bail!("no boot test matches");
+    }
+    doctor::ensure(&[Need::BootTest])?;
+    let mut needed: Vec<String> = Vec::new();
+    for t in &tests {
+        for n in artifact_refs(t) {
+            if !needed.contains(&n) {
+                needed.push(n);
+            }
+        }
+    }
+    if !needed.is_empty() {
+        build::run(
+            ws,
+            &needed,
+            &build::Flags {
+                variant: None,
+                offline: flags.offline,
+            },
+        )?;
+    }
+    let cache = Cache::open()?;
+    fetch::ensure(
+        &cache,
+        &machine::blobs(ws)?,
+        &fetch::Flags {
+            offline: flags.offline,
+        },
+    )?;
+    let epoch = build::source_date_epoch()?;
+    let machine = machine::x86_64(ws, &cache, epoch)?;
+
+    let boot_dir = ws.target.join("boot");
+    let work = boot_dir.join("work");
+    fsx::remove_dir_if_exists(&work)?;
+    let mut scenarios = Vec::new();
+    for t in tests {
+        scenarios.push(resolve(ws, &cache, &machine, t, &work)?);
+    }
+    let (dom0, domu): (Vec<Scenario>, Vec<Scenario>) = scenarios
+        .into_iter()
+        .partition(|s| s.test.mode == BootMode::Dom0);
+
+    let mut jobs: Vec<Job> = dom0.into_iter().map(Job::Dom0).collect();
+    for (i, batch) in batches(domu).into_iter().enumerate() {
+        jobs.push(Job::Batch(i, batch));
+    }
+    let outcomes = run_jobs(&machine, &boot_dir, jobs)?;
+    if !flags.keep {
+        fsx::remove_dir_if_exists(&work)?;
+    }
+    let text = serde_json::to_string_pretty(&outcomes)? + "\n";
+    fsx::write_atomic(&boot_dir.join("results.json"), text.as_bytes())?;
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed).collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} boot test(s) failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed
+                .iter()
+                .map(|o| o.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("{} boot test(s) passed", outcomes.len());
+    Ok(outcomes)
+}
+
+/// The selected recipes' boot tests, and the self-test when no recipe is named (or when
+/// `selftest` is).
+fn collect(ws: &Workspace, names: &[String], variant: Option<Variant>) -> Result<Vec<BootTest>> {
+    let want_selftest = names.is_empty() || names.iter().any(|n| n == "selftest");
+    let recipe_names: Vec<String> = names.iter().filter(|n| *n != "selftest").cloned().collect();
+    let mut tests = Vec::new();
+    if want_selftest {
+        let path = ws.root.join(SELFTEST);
+        let src = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        tests.extend(recipe::parse_scenarios(
+            Path::new(SELFTEST),
+            &src,
+            "selftest",
+        )?);
+    }
+    if names.is_empty() || !recipe_names.is_empty() {
+        for r in recipe::select(&ws.recipes, &recipe_names)? {
+            tests.extend(r.boot_tests.iter().cloned());
+        }
+    }
+    tests.retain(|t| variant.is_none_or(|v| v == t.variant));
+    for t in &tests {
+        if t.variant.machine() != "x86_64" || t.variant == Variant::X86_32Pv {
+            bail!(
+                "boot test {}/{} uses {}: only the x86_64 machine exists yet, and its Xen has no 32-bit PV",
+                t.recipe,
+                t.name,
+                t.variant
+            );
+        }
+    }
+    Ok(tests)
+}
+
+/// Recipes whose images a test boots or puts on a disk.
+fn artifact_refs(t: &BootTest) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut refer = |src: &str| {
+        if src == "artifact" {
+            out.push(t.recipe.clone());
+        } else if let Some(name) = src.strip_prefix("artifact:") {
+            out.push(name.to_string());
+        }
+    };
+    refer(t.kernel.as_deref().unwrap_or("artifact"));
+    if let Some(r) = &t.ramdisk {
+        refer(r);
+    }
+    for d in &t.disks {
+        for src in d.files.values() {
+            refer(src);
+        }
+    }
+    out
+}
+
+/// Turns a file source of a scenario into a host path. The forms:
+/// `artifact` (this recipe's image for the scenario's variant), `artifact:NAME`,
+/// `machine:guest-kernel` / `machine:guest-initrd` (the Debian kernel and a tiny busybox
+/// initramfs), `deb:PACKAGE:/path` (a file from a pinned package; `*` allowed in the last
+/// component), or a path relative to the recipe folder.
+fn source(ws: &Workspace, cache: &Cache, m: &Machine, t: &BootTest, src: &str) -> Result<PathBuf> {
+    let image = |recipe: &str| -> Result<PathBuf> {
+        let r = ws
+            .recipes
+            .iter()
+            .find(|r| r.name == recipe)
+            .with_context(|| format!("no recipe named `{recipe}`"))?;
+        let out = r
+            .output(t.variant)
+            .with_context(|| format!("recipe `{recipe}` does not build {}", t.variant))?;
+        Ok(ws
+            .target
+            .join("images")
+            .join(t.variant.as_str())
+            .join(&out.file))
+    };
+    if src == "artifact" {
+        return image(&t.recipe);
+    }
+    if let Some(name) = src.strip_prefix("artifact:") {
+        return image(name);
+    }
+    match src {
+        "machine:guest-kernel" => return Ok(m.guest_kernel.clone()),
+        "machine:guest-initrd" => return Ok(m.guest_initrd.clone()),
+        _ => {}
+    }
+    if let Some(rest) = src.strip_prefix("deb:") {
+        let (pkg, path) = rest
+            .split_once(":/")
+            .with_context(|| format!("`{src}`: expected deb:PACKAGE:/path"))?;
+        let crate::lock::Resolved::Debs(debs) = ws.lock.resolve(pkg)? else {
+            bail!("`{src}`: {pkg} is not a binary package");
+        };
+        fetch::ensure(
+            cache,
+            &debs.iter().map(|d| d.blob()).collect::<Result<Vec<_>>>()?,
+            &fetch::Flags { offline: false },
+        )?;
+        for d in debs {
+            let root = cache.unpacked_deb(&d.blob()?)?;
+            if let Some(found) = glob_one(&root, path)? {
+                return Ok(found);
+            }
+        }
+        bail!("`{src}`: no such file in {pkg}");
+    }
+    let dir = ws
+        .recipes
+        .iter()
+        .find(|r| r.name == t.recipe)
+        .map_or_else(|| ws.root.join("ci/x86_64"), |r| r.dir.clone());
+    let p = dir.join(src);
+    if !p.is_file() {
+        bail!(
+            "{}/{}: file `{src}` not found in {}",
+            t.recipe,
+            t.name,
+            dir.display()
+        );
+    }
+    Ok(p)
+}
+
+/// `dir/path` where the last component may hold one `*`.
+fn glob_one(root: &Path, path: &str) -> Result<Option<PathBuf>> {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let dir = root.join(parent);
+    let Some((pre, post)) = name.split_once('*') else {
+        let p = dir.join(name);
+        return Ok(p.is_file().then_some(p));
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut hits: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
+        })
+        .map(|e| e.path())
+        .collect();
+    hits.sort();
+    match hits.len() {
+        0 => Ok(None),
+        1 => Ok(hits.pop()),
+        _ => bail!("`{path}` matches several files: {hits:?}"),
+    }
+}
+
+fn resolve(
+    ws: &Workspace,
+    cache: &Cache,
+    m: &Machine,
+    test: BootTest,
+    work: &Path,
+) -> Result<Scenario> {
+    let id = format!("{}/{}", test.recipe, test.name);
+    let kernel = source(
+        ws,
+        cache,
+        m,
+        &test,
+        test.kernel.as_deref().unwrap_or("artifact"),
+    )?;
+    let ramdisk = test
+        .ramdisk
+        .as_deref()
+        .map(|r| source(ws, cache, m, &test, r))
+        .transpose()?;
+    let mut disks = Vec::new();
+    for d in &test.disks {
+        let mut files = Vec::new();
+        for (dest, src) in &d.files {
+            files.push((dest.clone(), source(ws, cache, m, &test, src)?));
+        }
+        let dir = work
+            .join(format!("{}.{}", test.recipe, test.name))
+            .join(&d.vdev);
+        std::fs::create_dir_all(&dir)?;
+        let img = dir.with_extension("img");
+        disk::make(d, &files, &dir, &img)
+            .with_context(|| format!("{id}: making disk {}", d.vdev))?;
+        disks.push((d.vdev.clone(), img));
+    }
+    Ok(Scenario {
+        id,
+        test,
+        kernel,
+        ramdisk,
+        disks,
+    })
+}
+
+/// Splits xl scenarios into at most [`PARALLEL`] batches of similar total timeout.
+fn batches(mut scenarios: Vec<Scenario>) -> Vec<Vec<Scenario>> {
+    scenarios.sort_by(|a, b| b.test.timeout.cmp(&a.test.timeout).then(a.id.cmp(&b.id)));
+    let n = scenarios.len().min(PARALLEL);
+    let mut out: Vec<(u64, Vec<Scenario>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for s in scenarios {
+        if let Some(b) = out.iter_mut().min_by_key(|b| b.0) {
+            b.0 += s.test.timeout;
+            b.1.push(s);
+        }
+    }
+    out.into_iter()
+        .map(|b| b.1)
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+enum Job {
+    Dom0(Scenario),
+    Batch(usize, Vec<Scenario>),
+}
+
+fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL {
+            s.spawn(|| loop {
+                let Some(job) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                    break;
+                };
+                let r = match job {
+                    Job::Dom0(sc) => run_dom0(m, dir, &sc).map(|o| vec![o]),
+                    Job::Batch(i, scs) => run_batch(m, dir, i, &scs),
+                };
+                if let Ok(mut all) = results.lock() {
+                    all.push(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::new();
+    for r in results.into_inner().unwrap_or_default() {
+        out.extend(r?);
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+fn qemu_base(memory_mib: u32) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args([
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+    ])
+    .args(["-m", &memory_mib.to_string(), "-smp", "1"])
+    .args([
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-no-reboot",
+    ]);
+    c
+}
+
+/// QEMU's `-initrd` separates modules with commas: paths must not contain one.
+fn no_comma(p: &Path) -> Result<String> {
+    let s = p.display().to_string();
+    if s.contains(',') {
+        bail!("{s}: QEMU cannot pass a multiboot module whose path contains a comma: move the checkout or set CARGO_TARGET_DIR");
+    }
+    Ok(s)
+}
+
+/// Boots the image itself as dom0: a second of boot, no dom0 userland.
+fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
+    let pvh = s.test.variant == Variant::X86_64Pvh;
+    let mut cmd = qemu_base(256);
+    if pvh {
+        cmd.args(["-device", "intel-iommu,intremap=on"]);
+    }
+    cmd.arg("-kernel").arg(&m.xen).arg("-append").arg(format!(
+        "console=com1 com1=115200,8n1 dom0_mem={}M loglvl=all guest_loglvl=all{}",
+        s.test.memory,
+        if pvh { " dom0=pvh" } else { "" }
+    ));
+    cmd.arg("-initrd").arg(no_comma(&s.kernel)?);
+    let log = dir.join(format!("{}.log", s.dir_name()));
+    let mut q = Qemu::start(cmd, &log)?;
+    let deadline = q.started + Duration::from_secs(s.test.timeout);
+    let mut c = Checker::new(&s.test.expect, &s.test.forbid);
+    let mut tail = Tail::default();
+    let mut ended = "QEMU exited";
+    loop {
+        match q.next_line(deadline) {
+            Next::Line(l) => {
+                c.feed(&l, q.started.elapsed());
+                tail.push(&l);
+                if c.complete() {
+                    ended = "";
+                    break;
+                }
+            }
+            Next::Closed => break,
+            Next::TimedOut => {
+                ended = "timed out";
+                break;
+            }
+        }
+    }
+    q.kill();
+    Ok(finish(s, &c, None, &tail, &log, ended, None))
+}
+
+/// Boots dom0 with a bundle of xl scenarios and checks each guest's console.
+fn run_batch(
+    m: &Machine,
+    dir: &Path,
+    index: usize,
+    scenarios: &[Scenario],
+) -> Result<Vec<Outcome>> {
+    let mut tree = Tree::new();
+    let mut list = String::new();
+    for s in scenarios {
+        list += &bundle::add(&mut tree, s)?;
+        list.push('\n');
+    }
+    tree.add_file("scenarios/list", list, 0o644)?;
+    let initrd = dir.join(format!("batch{index}.initrd.gz"));
+    {
+        let base = std::fs::read(&m.dom0_initrd)?;
+        let mut bytes = tree.to_bytes(stubdoms_archive::Format::CpioGz, 0)?;
+        bytes.splice(0..0, base);
+        fsx::write_atomic(&initrd, &bytes)?;
+    }
+    let mut cmd = qemu_base(1024);
+    cmd.arg("-kernel")
+        .arg(&m.xen)
+        .arg("-append")
+        .arg("console=com1 com1=115200,8n1 dom0_mem=512M,max:512M loglvl=all guest_loglvl=all");
+    cmd.arg("-initrd").arg(format!(
+        "{} console=hvc0 earlyprintk=xen,{}",
+        no_comma(&m.dom0_kernel)?,
+        no_comma(&initrd)?
+    ));
+    let log = dir.join(format!("batch{index}.log"));
+    let mut q = Qemu::start(cmd, &log)?;
+    let by_dir: BTreeMap<String, &Scenario> = scenarios.iter().map(|s| (s.dir_name(), s)).collect();
+    let mut outcomes = Vec::new();
+    let mut dom0_ready = None;
+    let mut current: Option<Running> = None;
+    let total: u64 = scenarios
+        .iter()
+        .map(|s| s.test.timeout + SLACK.as_secs())
+        .sum();
+    let end_by = Instant::now() + DOM0_BOOT + Duration::from_secs(total);
+    let mut deadline = q.started + DOM0_BOOT;
+    let mut tail = Tail::default();
+    let mut stuck = None;
+    loop {
+        let line = match q.next_line(deadline.min(end_by)) {
+            Next::Line(l) => l,
+            Next::Closed => break,
+            Next::TimedOut => {
+                stuck = Some(match &current {
+                    Some(r) => format!(
+                        "dom0 did not end scenario {} in time: QEMU was killed",
+                        r.s.id
+                    ),
+                    None if dom0_ready.is_none() => {
+                        "dom0 did not come up: QEMU was killed".to_string()
+                    }
+                    None => "dom0 stopped answering between scenarios: QEMU was killed".to_string(),
+                });
+                break;
+            }
+        };
+        tail.push(&line);
+        let Some(marker) = line.split_once("@@STUBDOMS ").map(|(_, m)| m.to_string()) else {
+            if let (Some(r), Some(g)) = (current.as_mut(), line.strip_prefix("@@G ")) {
+                r.checker.feed(g, r.started.elapsed());
+                r.tail.push(g);
+            } else if let Some(r) = current.as_mut() {
+                r.tail.push(&line);
+            }
+            continue;
+        };
+        let mut words = marker.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("dom0-ready"), _) => dom0_ready = Some(q.started.elapsed().as_secs_f64()),
+            (Some("scenario-begin"), Some(name)) => {
+                let s = *by_dir
+                    .get(name)
+                    .with_context(|| format!("dom0 ran an unknown scenario {name}"))?;
+                current = Some(Running {
+                    s,
+                    checker: Checker::new(&s.test.expect, &s.test.forbid),
+                    started: Instant::now(),
+                    tail: Tail::default(),
+                    state: None,
+                    keys: BTreeMap::new(),
+                    timed_out: false,
+                    create_failed: false,
+                });
+                deadline = Instant::now() + Duration::from_secs(s.test.timeout) + SLACK;
+            }
+            (Some("state"), st) => {
+                if let Some(r) = current.as_mut() {
+                    r.state = st.map(str::to_string);
+                }
+            }
+            (Some("xenstore"), Some(kv)) => {
+                if let (Some(r), Some((k, _))) = (current.as_mut(), kv.split_once('=')) {
+                    let v = marker.split_once('=').map_or("", |(_, v)| v);
+                    r.keys.insert(k.to_string(), v.to_string());
+                }
+            }
+            (Some("scenario-timeout"), _) => {
+                if let Some(r) = current.as_mut() {
+                    r.timed_out = true;
+                }
+            }
+            (Some("create-failed"), _) => {
+                if let Some(r) = current.as_mut() {
+                    r.create_failed = true;
+                }
+            }
+            (Some("scenario-end"), _) => {
+                if let Some(r) = current.take() {
+                    outcomes.push(r.outcome(&log, dom0_ready));
+                }
+                deadline = Instant::now() + SLACK;
+            }
+            (Some("run-end"), _) => deadline = Instant::now() + SLACK,
+            _ => {}
+        }
+    }
+    let _ = q.finish(Instant::now() + Duration::from_secs(10));
+    // Whatever did not report: the one running when the machine stopped, and those after it.
+    for s in scenarios {
+        if outcomes.iter().any(|o: &Outcome| o.id == s.id) {
+            continue;
+        }
+        let why = stuck
+            .clone()
+            .unwrap_or_else(|| "dom0 ended before this scenario reported".into());
+        let c = match &current {
+            Some(r) if r.s.id == s.id => {
+                let mut o = finish(s, &r.checker, dom0_ready, &r.tail, &log, "", Some(why));
+                o.secs_to_last_line = None;
+                outcomes.push(o);
+                continue;
+            }
+            _ => Checker::new(&s.test.expect, &s.test.forbid),
+        };
+        outcomes.push(finish(s, &c, dom0_ready, &tail, &log, "", Some(why)));
+    }
+    Ok(outcomes)
+}
+
+struct Running<'a> {
+    s: &'a Scenario,
+    checker: Checker<'a>,
+    started: Instant,
+    tail: Tail,
+    state: Option<String>,
+    keys: BTreeMap<String, String>,
+    timed_out: bool,
+    create_failed: bool,
+}
+
+impl Running<'_> {
+    fn outcome(&self, log: &Path, dom0_ready: Option<f64>) -> Outcome {
+        let mut problems = Vec::new();
+        if self.create_failed {
+            problems.push("xl create failed".to_string());
+        }
+        if self.timed_out {
+            problems.push(format!("timed out after {} s", self.s.test.timeout));
+        }
+        if self.state.as_deref().is_some_and(|s| s.contains('c')) {
+            problems.push("the guest crashed".to_string());
+        }
+        for (key, re) in &self.s.test.xenstore {
+            match self.keys.get(key) {
+                Some(v) if re.is_match(v) => {}
+                Some(v) => problems.push(format!(
+                    "xenstore {key} = `{v}`, expected /{}/",
+                    re.as_str()
+                )),
+                None => problems.push(format!("xenstore {key} was not read")),
+            }
+        }
+        let extra = (!problems.is_empty()).then(|| problems.join("; "));
+        finish(
+            self.s,
+            &self.checker,
+            dom0_ready,
+            &self.tail,
+            log,
+            "",
+            extra,
+        )
+    }
+}
+
+/// The last 30 console lines.
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        if self.0.len() == 30 {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.to_string());
+    }
+}
+
+fn finish(
+    s: &Scenario,
+    c: &Checker,
+    dom0_ready: Option<f64>,
+    tail: &Tail,
+    log: &Path,
+    ended: &str,
+    extra: Option<String>,
+) -> Outcome {
+    let verdict = c.verdict();
+    let mut failure = match &verdict {
+        Verdict::Pass => None,
+        Verdict::Missing { pattern, .. } => Some(format!(
+            "waiting for /{pattern}/{}",
+            if ended.is_empty() {
+                String::new()
+            } else {
+                format!(" when {ended}")
+            }
+        )),
+        Verdict::Forbidden { pattern, line } => {
+            Some(format!("forbidden /{pattern}/ appeared: {line}"))
+        }
+    };
+    if let Some(e) = extra {
+        failure = Some(match failure {
+            Some(f) => format!("{f}; {e}"),
+            None => e,
+        });
+    }
+    let secs = c.last_expected_at.map(|d| d.as_secs_f64());
+    let passed = failure.is_none();
+    if passed {
+        println!(
+            "PASS {:<36} {:<11} {:>6.1}s to last line",
+            s.id,
+            s.test.variant.as_str(),
+            secs.unwrap_or(0.0)
+        );
+    } else {
+        println!("FAIL {:<36} {}", s.id, s.test.variant.as_str());
+        println!("     {}", failure.as_deref().unwrap_or(""));
+        println!("     last console lines:");
+        for l in &tail.0 {
+            println!("     | {l}");
+        }
+        println!("     full log: {}", log.display());
+    }
+    Outcome {
+        id: s.id.clone(),
+        variant: s.test.variant,
+        passed,
+        secs_to_last_line: secs,
+        dom0_ready_secs: dom0_ready,
+        log: log.to_path_buf(),
+        failure,
+    }
+}
