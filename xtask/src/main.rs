@@ -1,6 +1,7 @@
 //! `cargo xtask`: the stubdoms build driver. This file only parses the command line and
 //! dispatches; each command lives in its own module.
 
+mod bench;
 mod boot;
 mod build;
 mod cache;
@@ -84,6 +85,14 @@ enum Command {
     },
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
+    /// Measure cold and warm build times, image sizes and boot-test times (also as JSON).
+    Bench {
+        /// Recipes to measure (default: all).
+        names: Vec<String>,
+        /// Build figures only.
+        #[arg(long)]
+        no_boot: bool,
+    },
 }
 
 fn main() {
@@ -125,7 +134,16 @@ fn run(command: Command) -> Result<()> {
             names,
             variant,
             offline,
-        } => build::run(&ws, &names, &build::Flags { variant, offline }).map(|_| ()),
+        } => build::run(
+            &ws,
+            &names,
+            &build::Flags {
+                variant,
+                offline,
+                fresh: false,
+            },
+        )
+        .map(|_| ()),
         Command::BootTest {
             names,
             variant,
@@ -142,5 +160,6 @@ fn run(command: Command) -> Result<()> {
         )
         .map(|_| ()),
         Command::Test => test::run(&ws),
+        Command::Bench { names, no_boot } => bench::run(&ws, &names, &bench::Flags { no_boot }),
     }
 }

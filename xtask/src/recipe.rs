@@ -87,6 +87,9 @@ struct RawBootTest {
     #[serde(default)]
     xenstore: BTreeMap<String, Spanned<String>>,
     timeout: u64,
+    /// For the harness's own tests: the scenario must fail, with a diagnosis matching this.
+    #[serde(default)]
+    must_fail: Option<Spanned<String>>,
 }
 
 fn default_memory() -> u32 {
@@ -192,6 +195,7 @@ pub struct BootTest {
     pub forbid: Vec<regex::Regex>,
     pub xenstore: BTreeMap<String, regex::Regex>,
     pub timeout: u64,
+    pub must_fail: Option<regex::Regex>,
 }
 
 impl Recipe {
@@ -378,6 +382,7 @@ fn validate_tests(
             forbid,
             xenstore,
             timeout: t.timeout,
+            must_fail: t.must_fail.as_ref().map(re).transpose()?,
         });
     }
 
@@ -534,7 +539,7 @@ timeout = 30
             (
                 "summary = \"A demo\"\n",
                 "",
-                "stubdoms/demo/stubdom.toml:2:1: missing field `summary`",
+                "stubdoms/demo/stubdom.toml:1:1: missing field `summary`",
             ),
             (
                 "inputs = [\"libxen-dev\"]",

@@ -106,6 +106,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
             &build::Flags {
                 variant: None,
                 offline: flags.offline,
+                fresh: false,
             },
         )?;
     }
@@ -712,8 +713,19 @@ fn finish(
         });
     }
     let secs = c.last_expected_at.map(|d| d.as_secs_f64());
-    let passed = failure.is_none();
-    if passed {
+    let passed = match (&s.test.must_fail, &failure) {
+        (None, f) => f.is_none(),
+        (Some(re), Some(f)) => re.is_match(f),
+        (Some(_), None) => false,
+    };
+    if passed && s.test.must_fail.is_some() {
+        println!(
+            "PASS {:<36} {:<11} failed as it must: {}",
+            s.id,
+            s.test.variant.as_str(),
+            failure.as_deref().unwrap_or("")
+        );
+    } else if passed {
         println!(
             "PASS {:<36} {:<11} {:>6.1}s to last line",
             s.id,
@@ -722,7 +734,11 @@ fn finish(
         );
     } else {
         println!("FAIL {:<36} {}", s.id, s.test.variant.as_str());
-        println!("     {}", failure.as_deref().unwrap_or(""));
+        match (&s.test.must_fail, &failure) {
+            (Some(re), None) => println!("     passed, but must fail with /{}/", re.as_str()),
+            (Some(re), Some(f)) => println!("     {f}\n     (must fail with /{}/)", re.as_str()),
+            (None, f) => println!("     {}", f.as_deref().unwrap_or("")),
+        }
         println!("     last console lines:");
         for l in &tail.0 {
             println!("     | {l}");

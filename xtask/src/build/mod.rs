@@ -31,6 +31,9 @@ pub const DEFAULT_SOURCE_DATE_EPOCH: u64 = 1_735_689_600;
 pub struct Flags {
     pub variant: Option<Variant>,
     pub offline: bool,
+    /// Build from scratch: ignore stored builds and every builder's incremental state
+    /// (`cargo xtask bench` measures cold builds this way).
+    pub fresh: bool,
 }
 
 /// Everything a builder gets: what to build, from what, and where to put it.
@@ -46,6 +49,8 @@ pub struct Job<'a> {
     /// A fresh, empty folder the builder may use freely.
     pub staging: PathBuf,
     pub epoch: u64,
+    /// Reuse no incremental state (see [`Flags::fresh`]).
+    pub fresh: bool,
 }
 
 impl Job<'_> {
@@ -115,7 +120,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
     let mut manifest = Manifest::load(&images)?;
     let mut built = Vec::new();
     for (recipe, variant) in jobs {
-        let artifact = build_one(ws, &cache, recipe, variant, epoch)?;
+        let artifact = build_one(ws, &cache, recipe, variant, epoch, flags.fresh)?;
         manifest.insert(artifact.clone());
         built.push(artifact);
     }
@@ -130,6 +135,7 @@ fn build_one(
     recipe: &Recipe,
     variant: Variant,
     epoch: u64,
+    fresh: bool,
 ) -> Result<Artifact> {
     let file = &recipe.variants[&variant].file;
     let inputs = ws.recipe_blobs(recipe)?;
@@ -138,7 +144,8 @@ fn build_one(
     let dest = ws.target.join("images").join(variant.as_str()).join(file);
     let what = format!("{} {variant}", recipe.name);
 
-    let (sha256, size) = if let Some(found) = reuse(&stored, file)? {
+    let reused = if fresh { None } else { reuse(&stored, file)? };
+    let (sha256, size) = if let Some(found) = reused {
         ui::step(&format!("{what}: up to date ({})", &key[..12]));
         found
     } else {
@@ -160,6 +167,7 @@ fn build_one(
             inputs: inputs.clone(),
             staging,
             epoch,
+            fresh,
         };
         let started = std::time::Instant::now();
         dispatch(&job).with_context(|| format!("building {what}"))?;

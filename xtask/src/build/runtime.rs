@@ -59,7 +59,11 @@ pub fn build(job: &Job) -> Result<()> {
 /// `cargo build` of one package for the image target; returns the artifact path.
 fn cargo_image(job: &Job, package: &str) -> Result<PathBuf> {
     let root = &job.ws.root;
-    let target_dir = job.ws.target.join("image");
+    let target_dir = if job.fresh {
+        job.staging.join("cargo")
+    } else {
+        job.ws.target.join("image")
+    };
     let mut flags = vec![
         "-C relocation-model=static".to_string(),
         "-C no-redzone=yes".to_string(),
