@@ -11,6 +11,7 @@ mod fsx;
 mod list;
 mod lock;
 mod mirror;
+mod new_stubdom;
 mod pin;
 mod recipe;
 mod test;
@@ -85,6 +86,12 @@ enum Command {
     },
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
+    /// Make a new stub domain from the Rust or C example.
+    NewStubdom {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: new_stubdom::Lang,
+    },
     /// Measure cold and warm build times, image sizes and boot-test times (also as JSON).
     Bench {
         /// Recipes to measure (default: all).
@@ -105,6 +112,11 @@ fn main() {
 }
 
 fn run(command: Command) -> Result<()> {
+    if let Command::NewStubdom { name, lang } = &command {
+        // Works on the files alone, so a recipe under construction cannot block it.
+        let root = workspace::root()?;
+        return new_stubdom::run(&root, name, *lang).map(|_| ());
+    }
     let ws = workspace::Workspace::load()?;
     match command {
         Command::List => list::run(&ws),
@@ -160,6 +172,7 @@ fn run(command: Command) -> Result<()> {
         )
         .map(|_| ()),
         Command::Test => test::run(&ws),
+        Command::NewStubdom { .. } => Ok(()),
         Command::Bench { names, no_boot } => bench::run(&ws, &names, &bench::Flags { no_boot }),
     }
 }

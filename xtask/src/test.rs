@@ -54,6 +54,95 @@ pub fn run(ws: &Workspace) -> Result<()> {
             offline: false,
         },
     )?;
+    ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");
+    template(ws)?;
+    Ok(())
+}
+
+/// The template works for a team that uses it: in a throw-away copy of the workspace,
+/// `new-stubdom` makes a stub domain that builds and passes its boot tests.
+fn template(ws: &Workspace) -> Result<()> {
+    let copy = ws.target.join("template-check");
+    crate::fsx::remove_dir_if_exists(&copy)?;
+    copy_workspace(&ws.root, &copy)?;
+    let me = std::env::current_exe().context("finding the xtask binary")?;
+    let target = copy.join("target");
+    for args in [
+        &["new-stubdom", "team-demo"][..],
+        &["build", "team-demo"],
+        &["boot-test", "team-demo"],
+    ] {
+        let status = std::process::Command::new(&me)
+            .args(args)
+            .current_dir(&copy)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .with_context(|| format!("running xtask {}", args.join(" ")))?;
+        if !status.success() {
+            bail!(
+                "template check: `cargo xtask {}` failed in {}",
+                args.join(" "),
+                copy.display()
+            );
+        }
+    }
+    crate::fsx::remove_dir_if_exists(&copy)?;
+    Ok(())
+}
+
+/// Copies the files git knows (tracked, and untracked but not ignored), or every file but
+/// `target/` and `.git/` outside a git checkout.
+fn copy_workspace(root: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let listed = std::process::Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let files: Vec<PathBuf> = match listed {
+        Some(o) => o
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|f| !f.is_empty())
+            .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
+            .collect(),
+        None => {
+            let mut out = Vec::new();
+            walk(root, root, &mut out)?;
+            out
+        }
+    };
+    for rel in files {
+        let src = root.join(&rel);
+        if !src.is_file() {
+            continue; // deleted but still in the index
+        }
+        let dst = to.join(&rel);
+        std::fs::create_dir_all(dst.parent().context("file path")?)?;
+        std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
+    }
+    Ok(())
+}
+
+fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            walk(base, &e.path(), out)?;
+        } else {
+            out.push(e.path().strip_prefix(base)?.to_path_buf());
+        }
+    }
     Ok(())
 }
 

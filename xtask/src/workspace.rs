@@ -15,6 +15,15 @@ pub struct Workspace {
     pub lock: Lock,
 }
 
+/// The workspace root, from cargo's own view of the workspace.
+pub fn root() -> Result<PathBuf> {
+    let meta = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("running `cargo metadata` to find the workspace")?;
+    Ok(meta.workspace_root.into())
+}
+
 impl Workspace {
     pub fn load() -> Result<Workspace> {
         let meta = cargo_metadata::MetadataCommand::new()
