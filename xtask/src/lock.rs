@@ -52,6 +52,9 @@ pub struct Deb {
     /// behind `linux-image-amd64`, whose name changes with the kernel ABI).
     #[serde(default)]
     pub follow: bool,
+    /// SPDX expression, for the distribution manifests (NOASSERTION when absent).
+    #[serde(default)]
+    pub licence: Option<String>,
     /// Set by `pin` on a closure: the names of the packages it needs.
     #[serde(default)]
     pub needs: Vec<String>,
@@ -82,6 +85,8 @@ pub struct Source {
     pub name: String,
     #[serde(default)]
     pub suite: Option<String>,
+    #[serde(default)]
+    pub licence: Option<String>,
     pub version: Option<String>,
     pub archive: Option<Archive>,
     pub dir: Option<String>,
@@ -113,6 +118,8 @@ pub struct Blob {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// SPDX expression, or NOASSERTION.
+    pub licence: String,
 }
 
 /// Wraps [`Archive`] so blobs sort and compare.
@@ -181,6 +188,7 @@ impl Deb {
             path: pin.path.clone(),
             size: pin.size,
             sha256: pin.sha256.clone(),
+            licence: self.licence.clone().unwrap_or_else(|| "NOASSERTION".into()),
         })
     }
 }
@@ -216,6 +224,7 @@ impl Source {
                 path: format!("{}/{}", pin.dir, f.name),
                 size: f.size,
                 sha256: f.sha256.clone(),
+                licence: self.licence.clone().unwrap_or_else(|| "NOASSERTION".into()),
             })
             .collect())
     }

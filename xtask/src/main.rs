@@ -5,6 +5,7 @@ mod bench;
 mod boot;
 mod build;
 mod cache;
+mod dist;
 mod doctor;
 mod fetch;
 mod fsx;
@@ -86,6 +87,19 @@ enum Command {
     },
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
+    /// Package image sets (images/*.toml) as tarballs with manifests and SHA256SUMS.
+    Dist {
+        /// Image sets to package (default: all).
+        sets: Vec<String>,
+        /// Install prefix (default: the set's, usually /usr).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Library folder under the prefix: `lib` (/usr/lib/xen/boot) or `libexec`.
+        #[arg(long)]
+        libexecdir: Option<String>,
+        #[arg(long)]
+        offline: bool,
+    },
     /// Make a new stub domain from the Rust or C example.
     NewStubdom {
         name: String,
@@ -173,6 +187,21 @@ fn run(command: Command) -> Result<()> {
         .map(|_| ()),
         Command::Test => test::run(&ws),
         Command::NewStubdom { .. } => Ok(()),
+        Command::Dist {
+            sets,
+            prefix,
+            libexecdir,
+            offline,
+        } => dist::run(
+            &ws,
+            &sets,
+            &dist::Flags {
+                prefix,
+                libexecdir,
+                offline,
+            },
+        )
+        .map(|_| ()),
         Command::Bench { names, no_boot } => bench::run(&ws, &names, &bench::Flags { no_boot }),
     }
 }

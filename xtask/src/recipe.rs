@@ -44,6 +44,8 @@ struct RawRecipe {
     name: Spanned<String>,
     summary: String,
     kind: Kind,
+    /// SPDX expression of the image's licence.
+    licence: String,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
     // Not `Spanned`: a table made implicitly by `[variants.NAME]` headers carries no span.
@@ -162,6 +164,7 @@ pub struct Recipe {
     pub name: String,
     pub summary: String,
     pub kind: Kind,
+    pub licence: String,
     pub dir: PathBuf,
     pub manifest: PathBuf,
     /// The manifest's bytes, hashed into the build key.
@@ -293,6 +296,7 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         name: raw.name.into_inner(),
         summary: raw.summary,
         kind: raw.kind,
+        licence: raw.licence,
         dir: dir.to_path_buf(),
         manifest: path.to_path_buf(),
         source: src.to_string(),
@@ -486,6 +490,7 @@ mod tests {
 name = "demo"
 summary = "A demo"
 kind = "rust"
+licence = "GPL-2.0-only"
 inputs = ["libxen-dev"]
 
 [variants.x86_64-pv]
@@ -529,7 +534,7 @@ timeout = 30
             (
                 "[variants.x86_64-pv]",
                 "[variants.x86_64-hvm]",
-                "stubdoms/demo/stubdom.toml:7:11: unknown variant `x86_64-hvm`",
+                "stubdoms/demo/stubdom.toml:8:11: unknown variant `x86_64-hvm`",
             ),
             (
                 "name = \"demo\"",
@@ -544,27 +549,27 @@ timeout = 30
             (
                 "inputs = [\"libxen-dev\"]",
                 "inputs = [\"a\", \"a\"]",
-                "stubdoms/demo/stubdom.toml:5:16: input `a` is listed twice",
+                "stubdoms/demo/stubdom.toml:6:16: input `a` is listed twice",
             ),
             (
                 "expect = [\"^hello\"]",
                 "expect = [\"(\"]",
-                "stubdoms/demo/stubdom.toml:13:11: bad regular expression",
+                "stubdoms/demo/stubdom.toml:14:11: bad regular expression",
             ),
             (
                 "variant = \"x86_64-pv\"",
                 "variant = \"aarch64\"",
-                "stubdoms/demo/stubdom.toml:12:11: boot-test `greets` uses variant aarch64",
+                "stubdoms/demo/stubdom.toml:13:11: boot-test `greets` uses variant aarch64",
             ),
             (
                 "timeout = 30",
                 "timeout = 0",
-                "stubdoms/demo/stubdom.toml:11:8: boot-test `greets`: timeout",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: timeout",
             ),
             (
                 "expect = [\"^hello\"]",
                 "expect = []",
-                "stubdoms/demo/stubdom.toml:11:8: boot-test `greets` expects no console line",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets` expects no console line",
             ),
         ];
         for (from, to, want) in cases {

@@ -1,0 +1,380 @@
+//! `cargo xtask dist [SET...]`: distribution packages. An image set (`images/NAME.toml`) says
+//! which artifacts a package holds and under which names; `dist` writes, per set,
+//! `target/dist/<set>-<version>-<arch>.tar.gz` (deterministic, owner 0:0, installable with
+//! `tar -C / -xzf`), a manifest (every file with its sha256, the pinned inputs behind it with
+//! their sha256 and licence, the toolchain), and `target/dist/SHA256SUMS` over everything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use stubdoms_archive::Tree;
+
+use crate::build::{self, Manifest};
+use crate::fsx;
+use crate::recipe;
+use crate::variant::Variant;
+use crate::workspace::Workspace;
+
+pub struct Flags {
+    /// Overrides the set's install prefix (default `/usr`).
+    pub prefix: Option<String>,
+    /// Overrides the set's library folder under the prefix (`lib`; `libexec` for
+    /// distributions that use `/usr/libexec/xen/boot`).
+    pub libexecdir: Option<String>,
+    pub offline: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Set {
+    name: String,
+    version: String,
+    summary: String,
+    /// The host architecture the images are for (`x86_64`, `aarch64`).
+    arch: String,
+    #[serde(default = "default_prefix")]
+    prefix: String,
+    #[serde(default = "default_libexecdir")]
+    libexecdir: String,
+    #[serde(rename = "file")]
+    files: Vec<SetFile>,
+    /// Files of the repository installed under `share/doc/<set>/`.
+    #[serde(default)]
+    docs: Vec<String>,
+    /// SPDX identifier -> where its text comes from (`deb:PACKAGE:/path`).
+    licence_texts: BTreeMap<String, String>,
+}
+
+fn default_prefix() -> String {
+    "/usr".into()
+}
+fn default_libexecdir() -> String {
+    "lib".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SetFile {
+    recipe: String,
+    variant: Variant,
+    /// The installed name (default: the artifact's own file name).
+    #[serde(default)]
+    install_as: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct DistManifest {
+    set: String,
+    version: String,
+    arch: String,
+    summary: String,
+    install_dir: String,
+    source_date_epoch: u64,
+    files: Vec<DistFile>,
+    toolchain: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct DistFile {
+    path: String,
+    sha256: String,
+    size: u64,
+    recipe: String,
+    variant: Variant,
+    licence: String,
+    inputs: Vec<DistInput>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct DistInput {
+    input: String,
+    sha256: String,
+    licence: String,
+}
+
+pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBuf>> {
+    let sets = load_sets(&ws.root, names)?;
+    let mut recipes: Vec<String> = Vec::new();
+    for (_, set) in &sets {
+        for f in &set.files {
+            if !recipes.contains(&f.recipe) {
+                recipes.push(f.recipe.clone());
+            }
+        }
+    }
+    recipe::select(&ws.recipes, &recipes)?;
+    build::run(
+        ws,
+        &recipes,
+        &build::Flags {
+            variant: None,
+            offline: flags.offline,
+            fresh: false,
+        },
+    )?;
+    let images = ws.target.join("images");
+    let manifest = Manifest::load(&images)?;
+    let out_dir = ws.target.join("dist");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut written = Vec::new();
+    for (path, set) in &sets {
+        let (tarball, man) = package(ws, &manifest, path, set, flags, &out_dir)
+            .with_context(|| format!("packaging {}", path.display()))?;
+        written.push(tarball);
+        written.push(man);
+    }
+    // SHA256SUMS covers every package and manifest in the folder, not only this run's.
+    let mut sums = String::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&out_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.ends_with(".tar.gz") || n.ends_with(".manifest.json")
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        let (sha, _) = fsx::sha256_file(&p)?;
+        let name = p
+            .file_name()
+            .context("file name")?
+            .to_string_lossy()
+            .into_owned();
+        sums += &format!("{sha}  {name}\n");
+    }
+    fsx::write_atomic(&out_dir.join("SHA256SUMS"), sums.as_bytes())?;
+    for w in &written {
+        println!("{}", w.display());
+    }
+    println!("{}", out_dir.join("SHA256SUMS").display());
+    Ok(written)
+}
+
+fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
+    let dir = root.join("images");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut sets = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)?;
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        let set: Set = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or(String::new(), |s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(":{line}:{col}")
+            });
+            anyhow::anyhow!("{}{at}: {}", rel.display(), e.message().trim_end())
+        })?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if stem.as_deref() != Some(set.name.as_str()) {
+            bail!(
+                "{}: name `{}` does not match the file name",
+                rel.display(),
+                set.name
+            );
+        }
+        if names.is_empty() || names.contains(&set.name) {
+            sets.push((rel, set));
+        }
+    }
+    for n in names {
+        if !sets.iter().any(|(_, s)| &s.name == n) {
+            bail!("no image set `{n}` in images/");
+        }
+    }
+    if sets.is_empty() {
+        bail!("no image set in images/");
+    }
+    Ok(sets)
+}
+
+fn package(
+    ws: &Workspace,
+    manifest: &Manifest,
+    path: &Path,
+    set: &Set,
+    flags: &Flags,
+    out_dir: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let prefix = flags.prefix.as_deref().unwrap_or(&set.prefix);
+    let libexecdir = flags.libexecdir.as_deref().unwrap_or(&set.libexecdir);
+    for (what, v) in [("prefix", prefix), ("libexecdir", libexecdir)] {
+        if v.split('/').any(|c| c == "..") || v.contains(char::is_whitespace) {
+            bail!("--{what} `{v}` must be a plain path without `..`");
+        }
+    }
+    let install_dir = format!(
+        "{}/{}/xen/boot",
+        prefix.trim_end_matches('/'),
+        libexecdir.trim_matches('/')
+    );
+    let install_rel = install_dir.trim_start_matches('/').to_string();
+    let doc_rel = format!("{}/share/doc/{}", prefix.trim_matches('/'), set.name);
+    let mut tree = Tree::new();
+    let mut files = Vec::new();
+    let mut licences = std::collections::BTreeSet::new();
+    for f in &set.files {
+        let art = manifest
+            .artifacts
+            .iter()
+            .find(|a| a.recipe == f.recipe && a.variant == f.variant)
+            .with_context(|| format!("{}: no built {} {}", path.display(), f.recipe, f.variant))?;
+        let recipe = ws
+            .recipes
+            .iter()
+            .find(|r| r.name == f.recipe)
+            .with_context(|| format!("no recipe `{}`", f.recipe))?;
+        let name = f.install_as.clone().unwrap_or_else(|| art.file.clone());
+        if name.contains('/') || name.is_empty() {
+            bail!(
+                "{}: install-as `{name}` must be a plain file name",
+                path.display()
+            );
+        }
+        let host = ws
+            .target
+            .join("images")
+            .join(art.variant.as_str())
+            .join(&art.file);
+        let (sha, size) = fsx::sha256_file(&host)?;
+        if sha != art.sha256 {
+            bail!(
+                "{} changed since it was built: run `cargo xtask build`",
+                host.display()
+            );
+        }
+        let dest = format!("{install_rel}/{name}");
+        if tree.get(&dest).is_some() {
+            bail!("{}: two files install as {dest}", path.display());
+        }
+        tree.add_host_file(&dest, &host, 0o644)?;
+        licences.insert(recipe.licence.clone());
+        let inputs = ws
+            .recipe_blobs(recipe)?
+            .into_iter()
+            .map(|b| DistInput {
+                input: b.label,
+                sha256: b.sha256,
+                licence: b.licence,
+            })
+            .collect();
+        files.push(DistFile {
+            path: format!("/{dest}"),
+            sha256: sha,
+            size,
+            recipe: f.recipe.clone(),
+            variant: f.variant,
+            licence: recipe.licence.clone(),
+            inputs,
+        });
+    }
+    for doc in &set.docs {
+        let src = ws.root.join(doc);
+        let name = Path::new(doc)
+            .file_name()
+            .context("doc name")?
+            .to_string_lossy()
+            .into_owned();
+        tree.add_host_file(&format!("{doc_rel}/{name}"), &src, 0o644)
+            .with_context(|| format!("{}: doc {doc}", path.display()))?;
+    }
+    // The licence text of every GPL-family component, named by its SPDX identifier.
+    for spdx in licences.iter().flat_map(|l| spdx_ids(l)) {
+        let src = set
+            .licence_texts
+            .get(&spdx)
+            .with_context(|| format!("{}: no `licence-texts` entry for {spdx}", path.display()))?;
+        let host = licence_text(ws, src)?;
+        tree.add_host_file(&format!("{doc_rel}/licences/{spdx}"), &host, 0o644)?;
+    }
+    let dm = DistManifest {
+        set: set.name.clone(),
+        version: set.version.clone(),
+        arch: set.arch.clone(),
+        summary: set.summary.clone(),
+        install_dir: install_dir.clone(),
+        source_date_epoch: manifest.source_date_epoch,
+        files,
+        toolchain: toolchain(),
+    };
+    let man_text = serde_json::to_string_pretty(&dm)? + "\n";
+    tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
+    let stem = format!("{}-{}-{}", set.name, set.version, set.arch);
+    let tarball = out_dir.join(format!("{stem}.tar.gz"));
+    let bytes = tree.to_bytes(stubdoms_archive::Format::TarGz, manifest.source_date_epoch)?;
+    fsx::write_atomic(&tarball, &bytes)?;
+    let man_path = out_dir.join(format!("{stem}.manifest.json"));
+    fsx::write_atomic(&man_path, man_text.as_bytes())?;
+    Ok((tarball, man_path))
+}
+
+/// The SPDX licence identifiers in an expression (`GPL-2.0-only OR MIT` -> both).
+fn spdx_ids(expr: &str) -> Vec<String> {
+    expr.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|w| !w.is_empty() && !matches!(*w, "AND" | "OR" | "WITH"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `deb:PACKAGE:/path` -> the file in the pinned, verified package.
+fn licence_text(ws: &Workspace, src: &str) -> Result<PathBuf> {
+    let rest = src
+        .strip_prefix("deb:")
+        .with_context(|| format!("licence text `{src}`: expected deb:PACKAGE:/path"))?;
+    let (pkg, file) = rest
+        .split_once(":/")
+        .with_context(|| format!("licence text `{src}`: expected deb:PACKAGE:/path"))?;
+    let blobs = ws.lock.resolve(pkg)?.blobs()?;
+    let cache = crate::cache::Cache::open()?;
+    crate::fetch::ensure(&cache, &blobs, &crate::fetch::Flags { offline: false })?;
+    let p = cache.unpacked_deb(&blobs[0])?.join(file);
+    if !p.is_file() {
+        bail!("licence text `{src}`: no such file in {pkg}");
+    }
+    Ok(p)
+}
+
+fn toolchain() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, cmd) in [
+        ("rustc", &["rustc", "-V"][..]),
+        ("cargo", &["cargo", "-V"]),
+        ("cc", &["cc", "--version"]),
+    ] {
+        if let Ok(o) = std::process::Command::new(cmd[0]).args(&cmd[1..]).output() {
+            let first = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            out.insert(name.to_string(), first);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spdx_expressions() {
+        assert_eq!(super::spdx_ids("GPL-2.0-only"), ["GPL-2.0-only"]);
+        assert_eq!(
+            super::spdx_ids("(GPL-2.0-only OR MIT) AND LGPL-2.1-or-later"),
+            ["GPL-2.0-only", "MIT", "LGPL-2.1-or-later"]
+        );
+    }
+}
