@@ -78,31 +78,31 @@ fn download_all(cache: &Cache, mirrors: &Mirrors, blobs: &[Blob]) -> Result<()> 
     let errors = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..blobs.len().min(4) {
-            s.spawn(|| loop {
-                let Some(blob) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                    break;
-                };
-                let bar = fancy.then(|| {
-                    let bar = multi.add(ProgressBar::new(blob.size));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{bar:30} {bytes:>10}/{total_bytes:<10} {wide_msg}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    bar.set_message(blob.label.clone());
-                    bar
-                });
-                if !fancy {
-                    ui::step(&format!("fetch {blob} ({} KiB)", blob.size.div_ceil(1024)));
-                }
-                let result = download(&agent, cache, mirrors, blob, bar.as_ref());
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
-                if let Err(e) = result {
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push(format!("{e:#}"));
+            // The guard is moved into the closure and dropped there: downloads run unlocked.
+            s.spawn(|| {
+                while let Some(blob) = queue.lock().ok().and_then(|mut q| q.next()) {
+                    let bar = fancy.then(|| {
+                        let bar = multi.add(ProgressBar::new(blob.size));
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "{bar:30} {bytes:>10}/{total_bytes:<10} {wide_msg}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
+                        bar.set_message(blob.label.clone());
+                        bar
+                    });
+                    if !fancy {
+                        ui::step(&format!("fetch {blob} ({} KiB)", blob.size.div_ceil(1024)));
+                    }
+                    let result = download(&agent, cache, mirrors, blob, bar.as_ref());
+                    if let Some(bar) = bar {
+                        bar.finish_and_clear();
+                    }
+                    if let Err(e) = result {
+                        if let Ok(mut errs) = errors.lock() {
+                            errs.push(format!("{e:#}"));
+                        }
                     }
                 }
             });

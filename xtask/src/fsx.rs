@@ -7,10 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 /// Hashes a file in a streaming way; returns (sha256, size).
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

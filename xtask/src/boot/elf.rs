@@ -1,6 +1,6 @@
 //! What an ELF file needs at run time, and kernel-module metadata, read with goblin.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// The program interpreter and the `DT_NEEDED` sonames of an ELF file, or `None` when the
 /// file is not ELF (a script).
@@ -37,4 +37,39 @@ pub fn module_depends(bytes: &[u8]) -> Result<Vec<String>> {
         }
     }
     Ok(Vec::new())
+}
+
+/// The ELF kernel inside an x86 bzImage, found through the boot protocol's setup header:
+/// `setup_sects` at 0x1f1 (0 means 4), the payload's offset and length at 0x248 and 0x24c,
+/// relative to the protected-mode code that follows the setup sectors.
+pub fn vmlinux_from_bzimage(image: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let byte = |at: usize| image.get(at).copied().context("bzImage too short");
+    let word = |at: usize| -> Result<usize> {
+        let b = image.get(at..at + 4).context("bzImage too short")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    if image.get(0x202..0x206) != Some(b"HdrS") {
+        bail!("not a bzImage (no HdrS signature)");
+    }
+    let setup = match byte(0x1f1)? {
+        0 => 4,
+        n => n as usize,
+    };
+    let start = (setup + 1) * 512 + word(0x248)?;
+    let payload = image
+        .get(start..start + word(0x24c)?)
+        .context("bzImage payload lies outside the file")?;
+    let mut out = Vec::new();
+    if payload.starts_with(b"\xfd7zXZ\0") {
+        liblzma::read::XzDecoder::new(payload).read_to_end(&mut out)?;
+    } else if payload.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(payload).read_to_end(&mut out)?;
+    } else {
+        bail!("bzImage payload is neither xz nor gzip");
+    }
+    if !out.starts_with(b"\x7fELF") {
+        bail!("bzImage payload is not an ELF file");
+    }
+    Ok(out)
 }

@@ -81,7 +81,6 @@ pub struct Outcome {
     /// Seconds from QEMU's start to dom0 ready (xl scenarios).
     pub dom0_ready_secs: Option<f64>,
     pub log: PathBuf,
-    #[serde(skip)]
     pub failure: Option<String>,
 }
 
@@ -132,7 +131,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
         .into_iter()
         .partition(|s| s.test.mode == BootMode::Dom0);
 
-    let mut jobs: Vec<Job> = dom0.into_iter().map(Job::Dom0).collect();
+    let mut jobs: Vec<Job> = dom0.into_iter().map(|s| Job::Dom0(Box::new(s))).collect();
     for (i, batch) in batches(domu).into_iter().enumerate() {
         jobs.push(Job::Batch(i, batch));
     }
@@ -374,7 +373,7 @@ fn batches(mut scenarios: Vec<Scenario>) -> Vec<Vec<Scenario>> {
 }
 
 enum Job {
-    Dom0(Scenario),
+    Dom0(Box<Scenario>),
     Batch(usize, Vec<Scenario>),
 }
 
@@ -383,16 +382,15 @@ fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..PARALLEL {
-            s.spawn(|| loop {
-                let Some(job) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                    break;
-                };
-                let r = match job {
-                    Job::Dom0(sc) => run_dom0(m, dir, &sc).map(|o| vec![o]),
-                    Job::Batch(i, scs) => run_batch(m, dir, i, &scs),
-                };
-                if let Ok(mut all) = results.lock() {
-                    all.push(r);
+            s.spawn(|| {
+                while let Some(job) = queue.lock().ok().and_then(|mut q| q.next()) {
+                    let r = match job {
+                        Job::Dom0(sc) => run_dom0(m, dir, &sc).map(|o| vec![o]),
+                        Job::Batch(i, scs) => run_batch(m, dir, i, &scs),
+                    };
+                    if let Ok(mut all) = results.lock() {
+                        all.push(r);
+                    }
                 }
             });
         }
@@ -493,9 +491,12 @@ fn run_batch(
     tree.add_file("scenarios/list", list, 0o644)?;
     let initrd = dir.join(format!("batch{index}.initrd.gz"));
     {
-        let base = std::fs::read(&m.dom0_initrd)?;
-        let mut bytes = tree.to_bytes(stubdoms_archive::Format::CpioGz, 0)?;
-        bytes.splice(0..0, base);
+        // Linux unpacks concatenated archives; each must start 4-byte aligned (zero padding
+        // between them is skipped). Uncompressed: gunzip under emulation costs dom0 more
+        // boot time than it saves.
+        let mut bytes = std::fs::read(&m.dom0_initrd)?;
+        bytes.resize(bytes.len().next_multiple_of(512), 0);
+        bytes.extend(tree.to_bytes(stubdoms_archive::Format::Cpio, 0)?);
         fsx::write_atomic(&initrd, &bytes)?;
     }
     let mut cmd = qemu_base(1024);

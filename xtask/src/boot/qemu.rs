@@ -2,7 +2,7 @@
 //! whole log, and make sure no process outlives the run.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,6 @@ pub struct Qemu {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: std::fs::File,
-    pub log_path: PathBuf,
     pub started: Instant,
 }
 
@@ -73,7 +72,6 @@ impl Qemu {
             child,
             lines: rx,
             log,
-            log_path: log_path.to_path_buf(),
             started: Instant::now(),
         })
     }
