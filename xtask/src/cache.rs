@@ -108,8 +108,15 @@ impl Cache {
         let dest = self.root.join("unpacked").join(&blob.sha256);
         if !dest.exists() {
             std::fs::create_dir_all(self.root.join("unpacked"))?;
-            stubdoms_archive::deb::extract_data(&deb, &dest)
+            // A per-process scratch name, so two processes unpacking the same package do
+            // not trip over each other; the first rename wins, the same bytes either way.
+            let tmp = crate::fsx::partial_path(&dest);
+            crate::fsx::remove_dir_if_exists(&tmp)?;
+            stubdoms_archive::deb::extract_data(&deb, &tmp)
                 .with_context(|| format!("unpacking {blob}"))?;
+            if std::fs::rename(&tmp, &dest).is_err() && dest.is_dir() {
+                crate::fsx::remove_dir_if_exists(&tmp)?;
+            }
         }
         Ok(dest)
     }

@@ -34,6 +34,7 @@ pub enum Need {
     Kind(Kind),
     BootTest,
     Tests,
+    Repro,
 }
 
 impl Need {
@@ -42,6 +43,7 @@ impl Need {
             Need::Kind(k) => format!("building {k} recipes"),
             Need::BootTest => "boot tests (Xen in QEMU)".into(),
             Need::Tests => "the workspace tests".into(),
+            Need::Repro => "reproducibility checks (a shifted clock)".into(),
         }
     }
 
@@ -79,6 +81,7 @@ impl Need {
             tool("mke2fs", "e2fsprogs"),
             tool("sfdisk", "fdisk"),
         ];
+        const REPRO: &[Tool] = &[tool("faketime", "faketime")];
         const TESTS: &[Tool] = &[
             tool("cc", "gcc"),
             tool("cpio", "cpio"),
@@ -95,6 +98,7 @@ impl Need {
             Need::Kind(Kind::Ioemu) => IOEMU,
             Need::BootTest => BOOT,
             Need::Tests => TESTS,
+            Need::Repro => REPRO,
         }
     }
 }

@@ -26,10 +26,11 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((format!("{:x}", hasher.finalize()), size))
 }
 
-/// `path` with `.partial` appended: where a file is written before it is renamed into place.
+/// Where `path` is written before it is renamed into place: `path.partial.<pid>`, so two
+/// processes making the same file (two builds, two boot tests) never share a scratch path.
 pub fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
+    name.push(format!(".partial.{}", std::process::id()));
     path.with_file_name(name)
 }
 

@@ -15,6 +15,7 @@ mod mirror;
 mod new_stubdom;
 mod pin;
 mod recipe;
+mod repro;
 mod test;
 mod ui;
 mod variant;
@@ -71,6 +72,19 @@ enum Command {
         /// Use only the input cache.
         #[arg(long)]
         offline: bool,
+        /// Build from scratch: ignore stored builds and incremental state.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Assemble the x86_64 boot-test machine (Xen, dom0 kernel and initramfs) into a folder.
+    Machine {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Build twice in different places and conditions and compare every artifact.
+    Repro {
+        /// Recipes to check (default: all).
+        names: Vec<String>,
     },
     /// Boot images under Xen in QEMU and check their consoles.
     BootTest {
@@ -160,16 +174,29 @@ fn run(command: Command) -> Result<()> {
             names,
             variant,
             offline,
+            fresh,
         } => build::run(
             &ws,
             &names,
             &build::Flags {
                 variant,
                 offline,
-                fresh: false,
+                fresh,
             },
         )
         .map(|_| ()),
+        Command::Machine { out } => {
+            let cache = cache::Cache::open()?;
+            fetch::ensure(
+                &cache,
+                &boot::machine::blobs(&ws)?,
+                &fetch::Flags { offline: false },
+            )?;
+            boot::machine::assemble_to(&ws, &cache, build::source_date_epoch()?, &out)?;
+            println!("{}", out.display());
+            Ok(())
+        }
+        Command::Repro { names } => repro::run(&ws, &names),
         Command::BootTest {
             names,
             variant,

@@ -12,6 +12,9 @@ use crate::fetch;
 use crate::ui;
 use crate::workspace::Workspace;
 
+/// Payloads quick enough to build twice on every test run (`cargo xtask repro` checks all).
+const FAST: [&str; 2] = ["rust-stubdom", "c-stubdom"];
+
 /// The pinned package whose headers the hypervisor ABI crate is checked against.
 const XEN_HEADERS: &str = "libxen-dev";
 
@@ -56,6 +59,8 @@ pub fn run(ws: &Workspace) -> Result<()> {
     )?;
     ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");
     template(ws)?;
+    ui::step("reproducibility of the fast payloads and the boot machine");
+    crate::repro::run(ws, &FAST.map(String::from))?;
     Ok(())
 }
 
@@ -64,7 +69,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
 fn template(ws: &Workspace) -> Result<()> {
     let copy = ws.target.join("template-check");
     crate::fsx::remove_dir_if_exists(&copy)?;
-    copy_workspace(&ws.root, &copy)?;
+    crate::workspace::copy_to(&ws.root, &copy)?;
     let me = std::env::current_exe().context("finding the xtask binary")?;
     let target = copy.join("target");
     for args in [
@@ -87,62 +92,6 @@ fn template(ws: &Workspace) -> Result<()> {
         }
     }
     crate::fsx::remove_dir_if_exists(&copy)?;
-    Ok(())
-}
-
-/// Copies the files git knows (tracked, and untracked but not ignored), or every file but
-/// `target/` and `.git/` outside a git checkout.
-fn copy_workspace(root: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    let listed = std::process::Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(root)
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let files: Vec<PathBuf> = match listed {
-        Some(o) => o
-            .stdout
-            .split(|b| *b == 0)
-            .filter(|f| !f.is_empty())
-            .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
-            .collect(),
-        None => {
-            let mut out = Vec::new();
-            walk(root, root, &mut out)?;
-            out
-        }
-    };
-    for rel in files {
-        let src = root.join(&rel);
-        if !src.is_file() {
-            continue; // deleted but still in the index
-        }
-        let dst = to.join(&rel);
-        std::fs::create_dir_all(dst.parent().context("file path")?)?;
-        std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
-    }
-    Ok(())
-}
-
-fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name();
-        if name == "target" || name == ".git" {
-            continue;
-        }
-        if e.file_type()?.is_dir() {
-            walk(base, &e.path(), out)?;
-        } else {
-            out.push(e.path().strip_prefix(base)?.to_path_buf());
-        }
-    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The checkout: where it is, its target folder, its recipes and its lock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -86,6 +86,63 @@ impl Workspace {
         }
         needs.push(Need::BootTest);
         needs.push(Need::Tests);
+        needs.push(Need::Repro);
         needs
     }
+}
+
+/// Copies the files git knows (tracked, and untracked but not ignored), or every file but
+/// `target/` and `.git/` outside a git checkout.
+pub fn copy_to(root: &Path, to: &Path) -> Result<()> {
+    let listed = std::process::Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let files: Vec<PathBuf> = match listed {
+        Some(o) => o
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|f| !f.is_empty())
+            .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
+            .collect(),
+        None => {
+            let mut out = Vec::new();
+            walk(root, root, &mut out)?;
+            out
+        }
+    };
+    for rel in files {
+        let src = root.join(&rel);
+        if !src.is_file() {
+            continue; // deleted but still in the index
+        }
+        let dst = to.join(&rel);
+        std::fs::create_dir_all(dst.parent().context("file path")?)?;
+        std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
+    }
+    Ok(())
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            walk(base, &e.path(), out)?;
+        } else {
+            out.push(e.path().strip_prefix(base)?.to_path_buf());
+        }
+    }
+    Ok(())
 }

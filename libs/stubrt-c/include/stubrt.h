@@ -27,7 +27,10 @@ int stubrt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int stubrt_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void stubrt_console_write(const char *buf, size_t len);
 
-/* Time: nanoseconds since the domain started; seconds since the Unix epoch. */
+/* How the domain was booted: "pv" or "pvh" ("unknown" before boot finished). */
+const char *stubrt_boot_kind(void);
+
+/* Time: nanoseconds since the hypervisor booted; seconds since the Unix epoch. */
 uint64_t stubrt_time_ns(void);
 uint64_t stubrt_wallclock_s(void);
 

@@ -60,25 +60,21 @@ fn ring_write(ring: *mut XenconsInterface, evtchn: u32, mut bytes: &[u8]) {
             )
         };
         fence(Ordering::SeqCst);
-        let free = SIZE - prod.wrapping_sub(cons).min(SIZE);
-        if free == 0 {
+        let n = crate::ring::produce(prod, cons, SIZE, bytes, |i, b| {
+            // SAFETY: as above; `i` < 2048, the size of `out`, and the slot is past what
+            // xenconsoled may still read.
+            unsafe { core::ptr::addr_of_mut!((*ring).out[i]).write_volatile(b) }
+        });
+        if n == 0 {
             let _ = hypervisor::evtchn_send(evtchn);
             crate::events::wait_any(&[evtchn], Some(10_000_000));
             continue;
         }
-        let n = bytes.len().min(free as usize);
-        for (i, b) in bytes[..n].iter().enumerate() {
-            let idx = (prod.wrapping_add(i as u32) % SIZE) as usize;
-            // SAFETY: as above; `idx` < 2048, the size of `out`.
-            unsafe { core::ptr::addr_of_mut!((*ring).out[idx]).write_volatile(*b) };
-        }
         fence(Ordering::SeqCst);
         // SAFETY: as above.
-        unsafe {
-            core::ptr::addr_of_mut!((*ring).out_prod).write_volatile(prod.wrapping_add(n as u32))
-        };
+        unsafe { core::ptr::addr_of_mut!((*ring).out_prod).write_volatile(prod.wrapping_add(n)) };
         let _ = hypervisor::evtchn_send(evtchn);
-        bytes = &bytes[n..];
+        bytes = &bytes[n as usize..];
     }
 }
 

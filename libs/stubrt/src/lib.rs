@@ -23,6 +23,7 @@ pub mod gnttab;
 pub mod hypervisor;
 pub mod mm;
 pub mod platform;
+pub mod ring;
 mod shared;
 pub mod time;
 pub mod xenbus;

@@ -1,4 +1,4 @@
-//! System time (nanoseconds since the domain's boot, from vCPU 0's time info and the TSC) and
+//! System time (nanoseconds since the hypervisor booted, from vCPU 0's time info and the TSC) and
 //! wall-clock time (from the shared info page).
 
 use core::ptr::addr_of;
@@ -16,7 +16,7 @@ pub fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
     ((u128::from(delta) * u128::from(mul)) >> 32) as u64
 }
 
-/// Nanoseconds since the domain started.
+/// Nanoseconds since the hypervisor booted (Xen's system time, not the domain's age).
 pub fn system_time_ns() -> u64 {
     let si = shared_info();
     loop {

@@ -92,25 +92,23 @@ impl Transport for Ring {
         let deadline = crate::time::system_time_ns().saturating_add(self.timeout_ns);
         while !message.is_empty() {
             let (cons, prod, _, _) = self.indexes();
-            let used = prod.wrapping_sub(cons);
-            if used >= SIZE {
+            let ring = self.ring;
+            let n = crate::ring::produce(prod, cons, SIZE, message, |i, b| {
+                // SAFETY: as in `indexes`; `i` < ring size and the slot is past what
+                // xenstored may still read.
+                unsafe { core::ptr::addr_of_mut!((*ring).req[i]).write_volatile(b) }
+            });
+            if n == 0 {
                 self.wait(deadline)?;
                 continue;
-            }
-            let n = message.len().min((SIZE - used) as usize);
-            for (i, &b) in message[..n].iter().enumerate() {
-                let idx = (prod.wrapping_add(i as u32) % SIZE) as usize;
-                // SAFETY: as in `indexes`; `idx` < ring size; we own `req` past `req_prod`.
-                unsafe { core::ptr::addr_of_mut!((*self.ring).req[idx]).write_volatile(b) };
             }
             fence(Ordering::SeqCst);
             // SAFETY: as above; we own `req_prod`.
             unsafe {
-                core::ptr::addr_of_mut!((*self.ring).req_prod)
-                    .write_volatile(prod.wrapping_add(n as u32))
+                core::ptr::addr_of_mut!((*self.ring).req_prod).write_volatile(prod.wrapping_add(n))
             };
             let _ = crate::events::send(self.evtchn);
-            message = &message[n..];
+            message = &message[n as usize..];
         }
         Ok(())
     }
@@ -119,26 +117,26 @@ impl Transport for Ring {
         let deadline = crate::time::system_time_ns().saturating_add(self.timeout_ns);
         loop {
             let (_, _, cons, prod) = self.indexes();
-            let avail = prod.wrapping_sub(cons).min(SIZE);
-            if avail == 0 {
+            let ring = self.ring;
+            let n = crate::ring::consume(prod, cons, SIZE, buf, |i| {
+                // SAFETY: as in `indexes`; `i` < ring size; xenstored filled `rsp` up to
+                // `rsp_prod`.
+                unsafe { core::ptr::addr_of!((*ring).rsp[i]).read_volatile() }
+            });
+            if n == 0 {
+                if buf.is_empty() {
+                    return Ok(0);
+                }
                 self.wait(deadline)?;
                 continue;
-            }
-            let n = buf.len().min(avail as usize);
-            for (i, b) in buf[..n].iter_mut().enumerate() {
-                let idx = (cons.wrapping_add(i as u32) % SIZE) as usize;
-                // SAFETY: as in `indexes`; `idx` < ring size; xenstored filled `rsp` up to
-                // `rsp_prod`.
-                *b = unsafe { core::ptr::addr_of!((*self.ring).rsp[idx]).read_volatile() };
             }
             fence(Ordering::SeqCst);
             // SAFETY: as above; we own `rsp_cons`.
             unsafe {
-                core::ptr::addr_of_mut!((*self.ring).rsp_cons)
-                    .write_volatile(cons.wrapping_add(n as u32))
+                core::ptr::addr_of_mut!((*self.ring).rsp_cons).write_volatile(cons.wrapping_add(n))
             };
             let _ = crate::events::send(self.evtchn);
-            return Ok(n);
+            return Ok(n as usize);
         }
     }
 }
@@ -189,6 +187,17 @@ pub fn unwatch(path: &str, token: &str) -> Result<(), Error> {
 /// The next watch event, waiting up to the ring's timeout.
 pub fn next_event() -> Result<WatchEvent, Error> {
     with(|c| c.next_event())
+}
+
+/// The next watch event, waiting at most `timeout_ns` (instead of the ring's timeout).
+pub fn next_event_within(timeout_ns: u64) -> Result<WatchEvent, Error> {
+    with(|c| {
+        let saved = c.transport().timeout_ns;
+        c.transport_mut().timeout_ns = timeout_ns;
+        let event = c.next_event();
+        c.transport_mut().timeout_ns = saved;
+        event
+    })
 }
 
 /// This domain's id, from the `domid` key.

@@ -151,13 +151,25 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64) -> Result<Machine> {
         return Ok(machine);
     }
     crate::ui::step("boot machine x86_64: assembling Xen, dom0 kernel and initramfs");
-    let tmp = fsx::partial_path(&dir);
+    assemble_to(ws, cache, epoch, &dir)?;
+    Ok(machine)
+}
+
+/// Assembles the machine's files into `dir` (which appears whole or not at all).
+pub fn assemble_to(ws: &Workspace, cache: &Cache, epoch: u64, dir: &Path) -> Result<()> {
+    let tmp = fsx::partial_path(dir);
     fsx::remove_dir_if_exists(&tmp)?;
     std::fs::create_dir_all(&tmp)?;
     let union = Union::new(ws, cache)?;
-    assemble(&union, &tmp, epoch)?;
-    std::fs::rename(&tmp, &dir).with_context(|| format!("storing {}", dir.display()))?;
-    Ok(machine)
+    if let Err(e) = assemble(&union, &tmp, epoch) {
+        let _ = fsx::remove_dir_if_exists(&tmp);
+        return Err(e);
+    }
+    // Another process may have finished the same machine meanwhile: same key, same bytes.
+    if dir.is_dir() {
+        fsx::remove_dir_if_exists(dir)?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("storing {}", dir.display()))
 }
 
 fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {

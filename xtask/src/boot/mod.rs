@@ -8,7 +8,7 @@ mod bundle;
 mod check;
 mod disk;
 mod elf;
-mod machine;
+pub mod machine;
 mod qemu;
 
 use std::collections::BTreeMap;

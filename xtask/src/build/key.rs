@@ -38,10 +38,20 @@ pub fn build_key(
     for dir in shared_sources(recipe.kind) {
         field(dir, tree_hash(&ws.root.join(dir))?.as_bytes());
     }
+    field("builder", builder_source(recipe.kind).as_bytes());
     for tool in tools(recipe.kind) {
         field(tool[0], tool_version(tool)?.as_bytes());
     }
     Ok(format!("{:x}", h.finalize()))
+}
+
+/// The builder's own code: a change to how a kind is built rebuilds that kind only.
+fn builder_source(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Rust | Kind::C => include_str!("runtime.rs"),
+        Kind::Pvgrub => include_str!("pvgrub.rs"),
+        Kind::Ioemu => "",
+    }
 }
 
 /// Source folders outside the recipe folder that a kind compiles in.
@@ -57,12 +67,20 @@ fn shared_sources(kind: Kind) -> &'static [&'static str] {
 fn tools(kind: Kind) -> &'static [&'static [&'static str]] {
     match kind {
         Kind::Rust | Kind::C => &[&["rustc", "-vV"], &["cc", "--version"]],
-        Kind::Pvgrub | Kind::Ioemu => &[&["cc", "--version"], &["rustc", "-vV"]],
+        Kind::Pvgrub => &[
+            &["cc", "--version"],
+            &["autoconf", "--version"],
+            &["automake", "--version"],
+            &["bison", "--version"],
+            &["flex", "--version"],
+            &["python3", "--version"],
+        ],
+        Kind::Ioemu => &[&["cc", "--version"], &["rustc", "-vV"]],
     }
 }
 
 fn tool_version(cmd: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(cmd[0])
+    let out = super::real_clock(&mut std::process::Command::new(cmd[0]))
         .args(&cmd[1..])
         .output()
         .with_context(|| format!("running `{}` to key the build", cmd.join(" ")))?;

@@ -5,6 +5,7 @@
 
 pub mod key;
 mod manifest;
+mod pvgrub;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -58,19 +59,13 @@ impl Job<'_> {
     pub fn output(&self) -> PathBuf {
         self.staging.join("out").join(self.file)
     }
+}
 
-    /// The unpacked tree of the input deb named `name` (amd64 unless `name:arch`).
-    pub fn unpacked_deb(&self, name: &str) -> Result<PathBuf> {
-        let (name, arch) = name.split_once(':').unwrap_or((name, "amd64"));
-        let deb = self
-            .ws
-            .lock
-            .debs
-            .iter()
-            .find(|d| d.name == name && d.arch == arch)
-            .with_context(|| format!("input deb `{name}:{arch}` is not in inputs.lock"))?;
-        self.cache.unpacked_deb(&deb.blob()?)
-    }
+/// Runs `cmd` on the real clock: `repro` shifts the clock of its second build with
+/// libfaketime, under which rustc hangs, so cargo and rustc are exempt (the C compilers,
+/// make and the GRUB and Linux builds keep the shifted clock).
+pub fn real_clock(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    cmd.env_remove("LD_PRELOAD").env_remove("FAKETIME")
 }
 
 pub fn source_date_epoch() -> Result<u64> {
@@ -205,7 +200,8 @@ fn build_one(
 fn dispatch(job: &Job) -> Result<()> {
     match job.recipe.kind {
         Kind::Rust | Kind::C => runtime::build(job),
-        Kind::Pvgrub | Kind::Ioemu => bail!(
+        Kind::Pvgrub => pvgrub::build(job),
+        Kind::Ioemu => bail!(
             "the {} builder is not available in this version of the driver",
             job.recipe.kind
         ),

@@ -1,0 +1,276 @@
+//! The `pvgrub` kind: GRUB 2 from the pinned Debian `grub2` source (upstream tarball plus
+//! Debian's patch series, which carries the security fixes, plus this project's patches),
+//! built for one Xen platform per variant, with the recipe's embedded configuration.
+//!
+//! Reproducible because: the source path and build path are mapped out of every object
+//! (`-ffile-prefix-map`), the memdisk is written by the project's tar writer, the image is
+//! gzip'd without name or time, and the locale and time zone are fixed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use stubdoms_archive::{ExtractOptions, Format, Tree};
+
+use super::Job;
+use crate::cache::Cache;
+use crate::fsx;
+use crate::lock::Blob;
+use crate::variant::Variant;
+
+/// (configure `--with-platform`, `--target`, grub-mkimage `-O`) of a variant.
+fn platform(v: Variant) -> Result<(&'static str, &'static str, &'static str)> {
+    Ok(match v {
+        Variant::X86_64Pv => ("xen", "x86_64", "x86_64-xen"),
+        Variant::X86_32Pv => ("xen", "i386", "i386-xen"),
+        Variant::X86_64Pvh => ("xen_pvh", "i386", "i386-xen_pvh"),
+        Variant::Aarch64 => {
+            bail!("GRUB has no Xen platform for aarch64 (arm64 guests boot through EFI)")
+        }
+    })
+}
+
+pub fn build(job: &Job) -> Result<()> {
+    let (with_platform, target, format) = platform(job.variant)?;
+    let src = prepared_source(job)?;
+    let build = job.staging.join("build");
+    std::fs::create_dir_all(&build)?;
+    let maps = format!(
+        "-ffile-prefix-map={}=/grub -ffile-prefix-map={}=/build",
+        src.display(),
+        build.display()
+    );
+    let env = |c: &mut Command| {
+        c.current_dir(&build)
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
+            // GRUB appends CFLAGS to its own target flags: a user's CFLAGS would turn the
+            // freestanding -Os build into something that crashes under Xen.
+            .env("CFLAGS", "")
+            .env_remove("CPPFLAGS")
+            .env_remove("LDFLAGS");
+    };
+    let mut configure = Command::new(src.join("configure"));
+    env(&mut configure);
+    configure
+        .arg(format!("--with-platform={with_platform}"))
+        .arg(format!("--target={target}"))
+        .args([
+            "--prefix=/usr",
+            "--disable-werror",
+            "--disable-nls",
+            "--disable-grub-mkfont",
+            "--disable-grub-themes",
+            "--disable-grub-mount",
+            "--disable-device-mapper",
+            "--disable-liblzma",
+            "--disable-libzfs",
+            "--disable-efiemu",
+            "--disable-grub-emu-sdl",
+            "--disable-grub-emu-pci",
+            "--disable-dependency-tracking",
+        ])
+        .arg(format!("HOST_CFLAGS=-O2 {maps}"))
+        .arg(format!("TARGET_CFLAGS=-Os {maps}"));
+    run(&mut configure, &build, "configure")?;
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    );
+    for args in [
+        vec![jobs.as_str(), "-C", "grub-core"],
+        vec![jobs.as_str(), "-C", "grub-core/lib/gnulib"],
+        vec![jobs.as_str(), "grub-mkimage"],
+    ] {
+        let mut make = Command::new("make");
+        env(&mut make);
+        make.args(&args);
+        run(&mut make, &build, &format!("make {}", args[1..].join(" ")))?;
+    }
+
+    // The embedded configuration, as a deterministic tar for grub-mkimage -m.
+    let dir = &job.recipe.dir;
+    let mut memdisk = Tree::new();
+    memdisk.add_host_dir("", dir.join("memdisk"))?;
+    let memdisk_tar = job.staging.join("memdisk.tar");
+    fsx::write_atomic(&memdisk_tar, &memdisk.to_bytes(Format::Tar, job.epoch)?)?;
+    let mut modules = read_modules(&dir.join("modules.txt"))?;
+    if with_platform == "xen" {
+        // xen_ls/xen_cat: the PV platforms' way to look at xenstore, for debugging a guest.
+        modules.push("lsxen".into());
+    }
+    let image = job.staging.join("image");
+    let mut mkimage = Command::new(build.join("grub-mkimage"));
+    env(&mut mkimage);
+    mkimage
+        .args(["-O", format, "-d"])
+        .arg(build.join("grub-core"))
+        .arg("-c")
+        .arg(dir.join("bootstrap.cfg"))
+        .arg("-m")
+        .arg(&memdisk_tar)
+        .args(["-p", "(memdisk)/pvgrub", "-o"])
+        .arg(&image)
+        .args(&modules);
+    run(&mut mkimage, &build, "grub-mkimage")?;
+    let bytes = std::fs::read(&image)?;
+    check_image(&bytes, job.variant)?;
+    fsx::write_atomic(&job.output(), &stubdoms_archive::gzip::compress(&bytes)?)?;
+    Ok(())
+}
+
+/// Words of `modules.txt`, without comments.
+fn read_modules(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .map(str::to_string)
+        .collect())
+}
+
+/// A Xen guest image of the right class, with the ELF notes Xen's domain builder needs.
+fn check_image(bytes: &[u8], variant: Variant) -> Result<()> {
+    let elf = goblin::elf::Elf::parse(bytes).context("grub-mkimage did not write an ELF image")?;
+    let want64 = variant == Variant::X86_64Pv;
+    if elf.is_64 != want64 {
+        bail!(
+            "the {variant} image is ELF{}, expected ELF{}",
+            if elf.is_64 { 64 } else { 32 },
+            if want64 { 64 } else { 32 }
+        );
+    }
+    let mut notes = Vec::new();
+    if let Some(iter) = elf.iter_note_headers(bytes) {
+        for n in iter.flatten() {
+            if n.name == "Xen" {
+                notes.push(n.n_type);
+            }
+        }
+    }
+    // XEN_ELFNOTE_PHYS32_ENTRY (18) for PVH; XEN_ELFNOTE_ENTRY (1) or a loader for PV.
+    let need: &[u32] = match variant {
+        Variant::X86_64Pvh => &[18],
+        _ => &[6, 5], // XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_XEN_VERSION
+    };
+    for n in need {
+        if !notes.contains(n) {
+            bail!("the {variant} image lacks Xen ELF note {n} (has {notes:?})");
+        }
+    }
+    Ok(())
+}
+
+/// The upstream tarball with Debian's patch series and the recipe's patches applied and the
+/// build system regenerated; kept in the cache, keyed by everything that went in, and shared
+/// by all three platforms.
+fn prepared_source(job: &Job) -> Result<PathBuf> {
+    let patches = job.recipe.dir.join("patches");
+    let mut h = Sha256::new();
+    h.update(include_str!("pvgrub.rs"));
+    for b in &job.inputs {
+        h.update(&b.sha256);
+    }
+    h.update(super::key::tree_hash(&patches)?);
+    let key = format!("{:x}", h.finalize());
+    let dir = job
+        .cache
+        .root()
+        .join("prepared")
+        .join(format!("grub2-{}", &key[..16]));
+    let src = dir.join("grub");
+    if src.join("configure").is_file() {
+        return Ok(src);
+    }
+    crate::ui::step("pvgrub: preparing the GRUB source (Debian's patch series, autogen)");
+    let tmp = fsx::partial_path(&dir);
+    fsx::remove_dir_if_exists(&tmp)?;
+    std::fs::create_dir_all(&tmp)?;
+    let result = prepare_into(job.cache, &job.inputs, &patches, &tmp.join("grub"));
+    if let Err(e) = result {
+        let _ = fsx::remove_dir_if_exists(&tmp);
+        return Err(e);
+    }
+    if !dir.is_dir() {
+        std::fs::rename(&tmp, &dir)?;
+    } else {
+        fsx::remove_dir_if_exists(&tmp)?;
+    }
+    Ok(src)
+}
+
+fn prepare_into(cache: &Cache, inputs: &[Blob], patches: &Path, src: &Path) -> Result<()> {
+    let find = |suffix: &str| {
+        inputs
+            .iter()
+            .find(|b| b.path.ends_with(suffix))
+            .with_context(|| format!("the grub2 source pin has no *{suffix}"))
+    };
+    let orig = cache.get(find(".orig.tar.xz")?)?;
+    let debian = cache.get(find(".debian.tar.xz")?)?;
+    let strip = ExtractOptions {
+        strip_components: 1,
+        compression: None,
+    };
+    stubdoms_archive::extract_tarball(&orig, src, &strip)?;
+    stubdoms_archive::extract_tarball(&debian, &src.join("debian"), &strip)?;
+    let series = std::fs::read_to_string(src.join("debian/patches/series"))?;
+    let mut list: Vec<PathBuf> = series
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| src.join("debian/patches").join(l))
+        .collect();
+    let mut ours: Vec<PathBuf> = std::fs::read_dir(patches)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    ours.sort();
+    list.extend(ours);
+    for p in &list {
+        let mut c = Command::new("patch");
+        c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
+            .arg(p)
+            .current_dir(src);
+        run(
+            &mut c,
+            src,
+            &format!(
+                "patch {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        )?;
+    }
+    let mut autogen = Command::new("./autogen.sh");
+    autogen
+        .current_dir(src)
+        .env("PYTHON", "python3")
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC");
+    run(&mut autogen, src, "autogen.sh")
+}
+
+/// Runs a build step; on failure shows the end of its output and where the rest is.
+fn run(cmd: &mut Command, dir: &Path, what: &str) -> Result<()> {
+    let log = dir.join(format!("{}.log", what.replace([' ', '/'], "_")));
+    let out = std::fs::File::create(&log)?;
+    let status = cmd
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        bail!(
+            "{what} failed ({status}); last lines:\n{}\nfull log: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            log.display()
+        );
+    }
+    Ok(())
+}
