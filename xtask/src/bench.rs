@@ -24,7 +24,41 @@ pub struct Flags {
 struct Report {
     builds: Vec<BuildFigure>,
     images: Vec<ImageFigure>,
+    references: Vec<Reference>,
     boot: Vec<BootFigure>,
+}
+
+/// Images measured next to what a distribution ships for the same job.
+const REFERENCES: &[(&str, &str, &str, &str)] = &[
+    (
+        "pvgrub",
+        "x86_64-pv",
+        "grub-xen-bin",
+        "usr/lib/grub-xen/grub-x86_64-xen.bin",
+    ),
+    (
+        "pvgrub",
+        "x86_32-pv",
+        "grub-xen-bin",
+        "usr/lib/grub-xen/grub-i386-xen.bin",
+    ),
+    (
+        "pvgrub",
+        "x86_64-pvh",
+        "grub-xen-bin",
+        "usr/lib/grub-xen/grub-i386-xen_pvh.bin",
+    ),
+];
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Reference {
+    recipe: String,
+    variant: String,
+    /// Our image, uncompressed (the gzip'd size is in `images`).
+    bytes_uncompressed: u64,
+    reference: String,
+    reference_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -90,6 +124,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
             bytes: a.size,
         }));
     }
+    let references = references(ws, &images)?;
     let mut boot_figures = Vec::new();
     if !flags.no_boot {
         let outcomes = boot::run(
@@ -114,6 +149,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     let report = Report {
         builds,
         images,
+        references,
         boot: boot_figures,
     };
     print_table(&report);
@@ -124,6 +160,36 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     )?;
     println!("\nwritten to {}", path.display());
     Ok(())
+}
+
+fn references(ws: &Workspace, images: &[ImageFigure]) -> Result<Vec<Reference>> {
+    let cache = crate::cache::Cache::open()?;
+    let mut out = Vec::new();
+    for (recipe, variant, deb, path) in REFERENCES {
+        let Some(img) = images
+            .iter()
+            .find(|i| i.recipe == *recipe && i.variant == *variant)
+        else {
+            continue;
+        };
+        let blobs = ws.lock.resolve(deb)?.blobs()?;
+        crate::fetch::ensure(&cache, &blobs, &crate::fetch::Flags { offline: false })?;
+        let reference = cache.unpacked_deb(&blobs[0])?.join(path);
+        let ours = ws.target.join("images").join(variant).join(&img.file);
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&ours)?),
+            &mut raw,
+        )?;
+        out.push(Reference {
+            recipe: recipe.to_string(),
+            variant: variant.to_string(),
+            bytes_uncompressed: raw.len() as u64,
+            reference: format!("{deb}:/{path}"),
+            reference_bytes: std::fs::metadata(&reference)?.len(),
+        });
+    }
+    Ok(out)
 }
 
 fn print_table(r: &Report) {
@@ -140,6 +206,18 @@ fn print_table(r: &Report) {
             "{:<24} {:<11} {:>10}  {}",
             i.recipe, i.variant, i.bytes, i.file
         );
+    }
+    if !r.references.is_empty() {
+        println!(
+            "\n{:<24} {:<11} {:>12} {:>12}  reference",
+            "image", "variant", "ours (raw)", "reference"
+        );
+        for x in &r.references {
+            println!(
+                "{:<24} {:<11} {:>12} {:>12}  {}",
+                x.recipe, x.variant, x.bytes_uncompressed, x.reference_bytes, x.reference
+            );
+        }
     }
     if !r.boot.is_empty() {
         println!(

@@ -59,6 +59,9 @@ fn default_libexecdir() -> String {
 struct SetFile {
     recipe: String,
     variant: Variant,
+    /// Which of the build's files (default: the variant's main `file`).
+    #[serde(default)]
+    file: Option<String>,
     /// The installed name (default: the artifact's own file name).
     #[serde(default)]
     install_as: Option<String>,
@@ -228,16 +231,32 @@ fn package(
     let mut files = Vec::new();
     let mut licences = std::collections::BTreeSet::new();
     for f in &set.files {
-        let art = manifest
-            .artifacts
-            .iter()
-            .find(|a| a.recipe == f.recipe && a.variant == f.variant)
-            .with_context(|| format!("{}: no built {} {}", path.display(), f.recipe, f.variant))?;
         let recipe = ws
             .recipes
             .iter()
             .find(|r| r.name == f.recipe)
-            .with_context(|| format!("no recipe `{}`", f.recipe))?;
+            .with_context(|| format!("{}: no recipe `{}`", path.display(), f.recipe))?;
+        let main = recipe.output(f.variant).with_context(|| {
+            format!(
+                "{}: {} does not build {}",
+                path.display(),
+                f.recipe,
+                f.variant
+            )
+        })?;
+        let want = f.file.as_deref().unwrap_or(&main.file);
+        let art = manifest
+            .artifacts
+            .iter()
+            .find(|a| a.recipe == f.recipe && a.variant == f.variant && a.file == want)
+            .with_context(|| {
+                format!(
+                    "{}: no built {} {} file `{want}`",
+                    path.display(),
+                    f.recipe,
+                    f.variant
+                )
+            })?;
         let name = f.install_as.clone().unwrap_or_else(|| art.file.clone());
         if name.contains('/') || name.is_empty() {
             bail!(

@@ -62,15 +62,23 @@ impl Need {
             tool("gettext", "gettext"),
             tool("pkg-config", "pkg-config"),
         ];
+        // The kernel (objtool needs libelf-dev, which has no command to look for), QEMU
+        // (meson, ninja, glib and pixman headers; the Xen ones come from the pinned
+        // libxen-dev) and the rootfs (strip).
         const IOEMU: &[Tool] = &[
             tool("gcc", "gcc"),
             tool("make", "make"),
             tool("bison", "bison"),
             tool("flex", "flex"),
             tool("bc", "bc"),
+            tool("perl", "perl"),
+            tool("patch", "patch"),
             tool("python3", "python3"),
             tool("ninja", "ninja-build"),
+            tool("meson", "meson"),
             tool("pkg-config", "pkg-config"),
+            tool("strip", "binutils"),
+            tool("glib-mkenums", "libglib2.0-dev"),
         ];
         const BOOT: &[Tool] = &[
             Tool {

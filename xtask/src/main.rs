@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod dist;
 mod doctor;
+mod elfdeps;
 mod fetch;
 mod fsx;
 mod list;
@@ -196,7 +197,7 @@ fn run(command: Command) -> Result<()> {
             println!("{}", out.display());
             Ok(())
         }
-        Command::Repro { names } => repro::run(&ws, &names),
+        Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
         Command::BootTest {
             names,
             variant,

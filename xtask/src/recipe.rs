@@ -58,6 +58,9 @@ struct RawRecipe {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawVariant {
     file: Spanned<String>,
+    /// Further files the same build installs (e.g. the ioemu kernel beside its rootfs).
+    #[serde(default)]
+    extra_files: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +91,25 @@ struct RawBootTest {
     forbid: Vec<Spanned<String>>,
     #[serde(default)]
     xenstore: BTreeMap<String, Spanned<String>>,
+    /// xl.cfg's `type`, when the guest is not of the variant's own type (an HVM guest whose
+    /// device model is the PV image under test).
+    #[serde(default)]
+    guest_type: Option<GuestType>,
+    /// xl.cfg keys whose value is a file (same sources as disk files), e.g.
+    /// `stubdomain_kernel`.
+    #[serde(default)]
+    xl_files: BTreeMap<String, String>,
+    /// dom0 carries what HVM guests need: Debian's qemu-system-xen (libxl serves a stub
+    /// domain's consoles with it) and SeaBIOS.
+    #[serde(default)]
+    dom0_hvm: bool,
+    /// A script (in the recipe folder) run in dom0 once the guest exists, with `DOMID` and
+    /// `NAME` set and the guest's console so far in `./console.log`; its output lines are
+    /// matched against `dom0-expect`, in order.
+    #[serde(default)]
+    dom0_check: Option<Spanned<String>>,
+    #[serde(default)]
+    dom0_expect: Vec<Spanned<String>>,
     timeout: u64,
     /// For the harness's own tests: the scenario must fail, with a diagnosis matching this.
     #[serde(default)]
@@ -105,6 +127,25 @@ fn default_forbid() -> Vec<Spanned<String>> {
         .into_iter()
         .map(|s| Spanned::new(0..0, s.to_string()))
         .collect()
+}
+
+/// xl.cfg's `type` of a scenario's guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestType {
+    Pv,
+    Pvh,
+    Hvm,
+}
+
+impl GuestType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestType::Pv => "pv",
+            GuestType::Pvh => "pvh",
+            GuestType::Hvm => "hvm",
+        }
+    }
 }
 
 /// How a scenario starts the image.
@@ -167,8 +208,6 @@ pub struct Recipe {
     pub licence: String,
     pub dir: PathBuf,
     pub manifest: PathBuf,
-    /// The manifest's bytes, hashed into the build key.
-    pub source: String,
     pub inputs: Vec<String>,
     pub variants: BTreeMap<Variant, VariantOutput>,
     pub boot_tests: Vec<BootTest>,
@@ -178,6 +217,15 @@ pub struct Recipe {
 pub struct VariantOutput {
     /// The file name the variant installs as, e.g. `pv-grub-x86_64.gz`.
     pub file: String,
+    /// Further files of the same build, each an artifact of its own in the manifest.
+    pub extra_files: Vec<String>,
+}
+
+impl VariantOutput {
+    /// Every file the variant installs: `file` first, then `extra_files` in recipe order.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.file.as_str()).chain(self.extra_files.iter().map(String::as_str))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +245,11 @@ pub struct BootTest {
     pub expect: Vec<regex::Regex>,
     pub forbid: Vec<regex::Regex>,
     pub xenstore: BTreeMap<String, regex::Regex>,
+    pub guest_type: Option<GuestType>,
+    pub xl_files: BTreeMap<String, String>,
+    pub dom0_hvm: bool,
+    pub dom0_check: Option<String>,
+    pub dom0_expect: Vec<regex::Regex>,
     pub timeout: u64,
     pub must_fail: Option<regex::Regex>,
 }
@@ -258,23 +311,35 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
     let mut variants = BTreeMap::new();
     let mut files = BTreeMap::new();
     for (variant, out) in raw.variants {
-        let file = out.file.get_ref();
-        if file.is_empty() || file.contains('/') || file.starts_with('.') {
-            bail!(
-                "{}: `file` must be a plain file name, not `{file}`",
-                loc.at(out.file.span())
-            );
-        }
-        if let Some(other) = files.insert(file.clone(), variant) {
-            bail!(
-                "{}: variants {other} and {variant} both install as `{file}`",
-                loc.at(out.file.span())
-            );
+        for file in std::iter::once(&out.file).chain(&out.extra_files) {
+            let name = file.get_ref();
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                bail!(
+                    "{}: `file` must be a plain file name, not `{name}`",
+                    loc.at(file.span())
+                );
+            }
+            match files.insert(name.clone(), variant) {
+                Some(other) if other == variant => bail!(
+                    "{}: variant {variant} installs `{name}` twice",
+                    loc.at(file.span())
+                ),
+                Some(other) => bail!(
+                    "{}: variants {other} and {variant} both install as `{name}`",
+                    loc.at(file.span())
+                ),
+                None => {}
+            }
         }
         variants.insert(
             variant,
             VariantOutput {
                 file: out.file.into_inner(),
+                extra_files: out
+                    .extra_files
+                    .into_iter()
+                    .map(|f| f.into_inner())
+                    .collect(),
             },
         );
     }
@@ -299,7 +364,6 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         licence: raw.licence,
         dir: dir.to_path_buf(),
         manifest: path.to_path_buf(),
-        source: src.to_string(),
         inputs,
         variants,
         boot_tests,
@@ -369,6 +433,35 @@ fn validate_tests(
             .iter()
             .map(|(k, v)| Ok((k.clone(), re(v)?)))
             .collect::<Result<_>>()?;
+        if let Some(k) = t.xl_files.keys().find(|k| !is_xl_key(k)) {
+            bail!(
+                "{}: boot-test `{test_name}`: `{k}` in xl-files is not an xl.cfg key",
+                loc.at(t.name.span())
+            );
+        }
+        match (&t.dom0_check, t.dom0_expect.is_empty()) {
+            (Some(c), true) => bail!(
+                "{}: boot-test `{test_name}` runs a dom0 check but expects none of its lines: add `dom0-expect`",
+                loc.at(c.span())
+            ),
+            (None, false) => bail!(
+                "{}: boot-test `{test_name}` has `dom0-expect` but no `dom0-check` script",
+                loc.at(t.name.span())
+            ),
+            _ => {}
+        }
+        if t.mode == BootMode::Dom0
+            && (t.dom0_check.is_some()
+                || t.guest_type.is_some()
+                || !t.xl_files.is_empty()
+                || t.dom0_hvm)
+        {
+            bail!(
+                "{}: boot-test `{test_name}`: guest-type, xl-files, dom0-hvm and dom0-check are for xl guests, not mode = \"dom0\"",
+                loc.at(t.name.span())
+            );
+        }
+        let dom0_expect = t.dom0_expect.iter().map(re).collect::<Result<_>>()?;
         boot_tests.push(BootTest {
             recipe: owner.to_string(),
             name: test_name.clone(),
@@ -385,6 +478,11 @@ fn validate_tests(
             expect,
             forbid,
             xenstore,
+            guest_type: t.guest_type,
+            xl_files: t.xl_files,
+            dom0_hvm: t.dom0_hvm,
+            dom0_check: t.dom0_check.map(Spanned::into_inner),
+            dom0_expect,
             timeout: t.timeout,
             must_fail: t.must_fail.as_ref().map(re).transpose()?,
         });
@@ -422,6 +520,11 @@ pub fn parse_scenarios(path: &Path, src: &str, owner: &str) -> Result<Vec<BootTe
         }
     }
     validate_tests(raw.boot_tests, &loc, owner, &|_| true)
+}
+
+/// An xl.cfg key: letters, digits and `_`.
+pub fn is_xl_key(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Names of recipes, boot tests and new stub domains: `[a-z][a-z0-9-]*`, at most 48 bytes.
@@ -579,6 +682,93 @@ timeout = 30
                 assert!(GOOD.contains(from), "case {from:?} does not apply");
                 GOOD.replacen(from, to, 1)
             };
+            let got = check(&src).expect_err(want);
+            assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+        }
+    }
+
+    #[test]
+    fn extra_files_are_listed_after_the_main_file() {
+        let src = GOOD.replace(
+            "file = \"demo.elf\"",
+            "file = \"demo-rootfs\"\nextra-files = [\"demo-kernel\"]",
+        );
+        let r = check(&src).unwrap();
+        let files: Vec<&str> = r.variants[&Variant::X86_64Pv].files().collect();
+        assert_eq!(files, ["demo-rootfs", "demo-kernel"]);
+        let plain = check(GOOD).unwrap();
+        let files: Vec<&str> = plain.variants[&Variant::X86_64Pv].files().collect();
+        assert_eq!(files, ["demo.elf"]);
+    }
+
+    #[test]
+    fn bad_extra_files() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "extra-files = [\"demo.elf\"]",
+                "stubdoms/demo/stubdom.toml:10:16: variant x86_64-pv installs `demo.elf` twice",
+            ),
+            (
+                "extra-files = [\"boot/kernel\"]",
+                "stubdoms/demo/stubdom.toml:10:16: `file` must be a plain file name, not `boot/kernel`",
+            ),
+            (
+                "extra-files = [\"k\"]\n[variants.x86_64-pvh]\nfile = \"k\"",
+                "stubdoms/demo/stubdom.toml:12:8: variants x86_64-pv and x86_64-pvh both install as `k`",
+            ),
+        ];
+        for (extra, want) in cases {
+            let src = GOOD.replace(
+                "file = \"demo.elf\"",
+                &format!("file = \"demo.elf\"\n{extra}"),
+            );
+            let got = check(&src).expect_err(want);
+            assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+        }
+    }
+
+    #[test]
+    fn hvm_scenario_with_a_dom0_check() {
+        let src = GOOD.replace(
+            "timeout = 30",
+            "guest-type = \"hvm\"\ndom0-hvm = true\nxl-files = { stubdomain_kernel = \"artifact:demo/demo.elf\" }\ndom0-check = \"tests/check.sh\"\ndom0-expect = [\"^ok$\"]\ntimeout = 30",
+        );
+        let t = &check(&src).unwrap().boot_tests[0];
+        assert_eq!(t.guest_type, Some(GuestType::Hvm));
+        assert!(t.dom0_hvm);
+        assert_eq!(t.xl_files["stubdomain_kernel"], "artifact:demo/demo.elf");
+        assert_eq!(t.dom0_check.as_deref(), Some("tests/check.sh"));
+        assert!(t.dom0_expect[0].is_match("ok"));
+        let plain = &check(GOOD).unwrap().boot_tests[0];
+        assert_eq!((plain.guest_type, plain.dom0_hvm), (None, false));
+    }
+
+    #[test]
+    fn bad_dom0_checks() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "dom0-check = \"c.sh\"",
+                "stubdoms/demo/stubdom.toml:16:14: boot-test `greets` runs a dom0 check but expects none",
+            ),
+            (
+                "dom0-expect = [\"x\"]",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets` has `dom0-expect` but no `dom0-check`",
+            ),
+            (
+                "xl-files = { \"a-b\" = \"artifact\" }",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: `a-b` in xl-files is not an xl.cfg key",
+            ),
+            (
+                "guest-type = \"hvm\"\nmode = \"dom0\"",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: guest-type, xl-files",
+            ),
+            (
+                "guest-type = \"hvm2\"",
+                "stubdoms/demo/stubdom.toml:16:14: unknown variant `hvm2`",
+            ),
+        ];
+        for (extra, want) in cases {
+            let src = GOOD.replace("timeout = 30", &format!("timeout = 30\n{extra}"));
             let got = check(&src).expect_err(want);
             assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
         }

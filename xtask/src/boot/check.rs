@@ -40,7 +40,9 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Feeds one console line, as a person would read it (terminal escapes removed).
     pub fn feed(&mut self, line: &str, at: Duration) {
+        let line = &strip_escapes(line);
         if self.forbidden.is_none() {
             if let Some(re) = self.forbid.iter().find(|re| re.is_match(line)) {
                 self.forbidden = Some((re.as_str().to_string(), line.to_string()));
@@ -76,6 +78,29 @@ impl<'a> Checker<'a> {
             },
         }
     }
+}
+
+/// Removes terminal control sequences (ESC [ ... final byte, ESC and one character) that
+/// firmware such as GRUB mixes into its console text.
+pub fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        // CSI: parameters and intermediates up to a final byte in @..~; any other escape
+        // takes one character.
+        if chars.next() == Some('[') {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -135,6 +160,26 @@ mod tests {
             }
             assert_eq!(c.verdict(), want, "{console:?}");
         }
+    }
+
+    #[test]
+    fn strips_terminal_escapes() {
+        let cases = [
+            (
+                "\x1b[37m\x1b[40mPV-GRUB (x86_64-xen)",
+                "PV-GRUB (x86_64-xen)",
+            ),
+            ("\x1b[H\x1b[J\x1b[1;1H\x1b[?25lGNU GRUB", "GNU GRUB"),
+            ("plain", "plain"),
+            ("cut \x1b[", "cut "),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(strip_escapes(raw), want);
+        }
+        let e = res(&["^PV-GRUB"]);
+        let mut c = Checker::new(&e, &[]);
+        c.feed("\x1b[37m\x1b[40mPV-GRUB (x86_64-xen)", Duration::ZERO);
+        assert!(c.complete());
     }
 
     #[test]

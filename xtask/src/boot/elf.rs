@@ -1,19 +1,6 @@
-//! What an ELF file needs at run time, and kernel-module metadata, read with goblin.
+//! Kernel-module metadata and the kernel ELF inside a bzImage, read with goblin.
 
 use anyhow::{bail, Context, Result};
-
-/// The program interpreter and the `DT_NEEDED` sonames of an ELF file, or `None` when the
-/// file is not ELF (a script).
-pub fn needs(bytes: &[u8]) -> Result<Option<(Option<String>, Vec<String>)>> {
-    if !bytes.starts_with(b"\x7fELF") {
-        return Ok(None);
-    }
-    let elf = goblin::elf::Elf::parse(bytes).context("parsing ELF")?;
-    Ok(Some((
-        elf.interpreter.map(str::to_string),
-        elf.libraries.iter().map(|s| s.to_string()).collect(),
-    )))
-}
 
 /// The `depends=` field of a kernel module's `.modinfo` section.
 pub fn module_depends(bytes: &[u8]) -> Result<Vec<String>> {

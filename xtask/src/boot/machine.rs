@@ -13,6 +13,7 @@ use stubdoms_archive::Tree;
 
 use super::elf;
 use crate::cache::Cache;
+use crate::elfdeps::Union;
 use crate::fsx;
 use crate::lock::Blob;
 use crate::workspace::Workspace;
@@ -67,19 +68,15 @@ const DOM0_MODULES: &[&str] = &[
     "bridge",
     "tun",
 ];
-const LIB_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/lib",
-    "/usr/lib",
-];
 
 /// The machine's files, ready to boot.
 pub struct Machine {
     pub xen: PathBuf,
     pub dom0_kernel: PathBuf,
     pub dom0_initrd: PathBuf,
+    /// A cpio appended to the dom0 initramfs of batches with HVM guests: Debian's dom0
+    /// QEMU, its libraries and SeaBIOS (see [`HVM_PACKAGES`]).
+    pub dom0_hvm: PathBuf,
     /// The Debian kernel as a guest kernel image, and the tiny guest initramfs.
     pub guest_kernel: PathBuf,
     pub guest_initrd: PathBuf,
@@ -117,9 +114,47 @@ pub const PACKAGES: &[&str] = &[
     "libsmartcols1",
 ];
 
+/// What HVM guests need in dom0 beyond [`PACKAGES`]: libxl runs Debian's QEMU in dom0 for
+/// an HVM guest's device model, or, with a stub domain, to serve the stub domain's consoles;
+/// hvmloader gets SeaBIOS from libxl. Then the libraries that QEMU's ELF headers name.
+pub const HVM_PACKAGES: &[&str] = &[
+    "qemu-system-xen",
+    "qemu-system-data",
+    "seabios",
+    "libfdt1",
+    "libglib2.0-0",
+    "libpcre2-8-0",
+    "libffi8",
+    "libpixman-1-0",
+    "libjpeg62-turbo",
+    "libusb-1.0-0",
+    "libudev1",
+    "libspice-server1",
+    "libgstreamer1.0-0",
+    "libgstreamer-plugins-base1.0-0",
+    "liborc-0.4-0",
+    "libopus0",
+    "liblz4-1",
+    "libsasl2-2",
+    "libssl3",
+    "libstdc++6",
+    "libunwind8",
+    "libdw1",
+    "libelf1",
+    "libbz2-1.0",
+];
+/// Programs and files of the HVM addition.
+const HVM_PROGRAMS: &[&str] = &["/usr/libexec/xen-qemu-system-i386"];
+const HVM_FILES: &[&str] = &[
+    "/usr/lib/xen-4.17/boot/hvmloader",
+    "/usr/share/seabios/bios-256k.bin",
+    // QEMU reads its keymap even with `-vnc none`.
+    "/usr/share/qemu/keymaps/en-us",
+];
+
 pub fn blobs(ws: &Workspace) -> Result<Vec<Blob>> {
     let mut out = Vec::new();
-    for p in PACKAGES {
+    for p in PACKAGES.iter().chain(HVM_PACKAGES) {
         out.extend(ws.lock.resolve(p)?.blobs()?);
     }
     Ok(out)
@@ -131,6 +166,7 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64) -> Result<Machine> {
     let mut h = Sha256::new();
     h.update(include_str!("machine.rs"));
     h.update(include_str!("elf.rs"));
+    h.update(include_str!("../elfdeps.rs"));
     for text in [DOM0_INIT, GUEST_CONSOLE, GUEST_INIT] {
         h.update(text);
     }
@@ -144,6 +180,7 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64) -> Result<Machine> {
         xen: dir.join("xen"),
         dom0_kernel: dir.join("vmlinux"),
         dom0_initrd: dir.join("dom0.cpio.gz"),
+        dom0_hvm: dir.join("dom0-hvm.cpio"),
         guest_kernel: dir.join("vmlinux.gz"),
         guest_initrd: dir.join("guest.cpio.gz"),
     };
@@ -160,7 +197,7 @@ pub fn assemble_to(ws: &Workspace, cache: &Cache, epoch: u64, dir: &Path) -> Res
     let tmp = fsx::partial_path(dir);
     fsx::remove_dir_if_exists(&tmp)?;
     std::fs::create_dir_all(&tmp)?;
-    let union = Union::new(ws, cache)?;
+    let union = union(ws, cache)?;
     if let Err(e) = assemble(&union, &tmp, epoch) {
         let _ = fsx::remove_dir_if_exists(&tmp);
         return Err(e);
@@ -184,7 +221,7 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     // Debian's kernel is an xz bzImage; decompressing it under emulation costs seconds per
     // boot. Xen loads dom0 from the plain ELF, and guests from a gzip of it (xl unpacks gzip
     // fast; an ELF this big would make the bundle larger than it saves).
-    let kernel = union.kernel()?;
+    let kernel = kernel(union)?;
     let bzimage = std::fs::read(kernel.root.join(format!("boot/vmlinuz-{}", kernel.version)))?;
     let vmlinux = elf::vmlinux_from_bzimage(&bzimage).context("extracting the kernel ELF")?;
     fsx::write_atomic(&out.join("vmlinux"), &vmlinux)?;
@@ -234,6 +271,24 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     dom0.add_file("init", DOM0_INIT, 0o755)?;
     dom0.add_file("usr/bin/guest-console", GUEST_CONSOLE, 0o755)?;
     write_gz(&dom0, &out.join("dom0.cpio.gz"), epoch)?;
+
+    // The HVM addition: only what the base initramfs lacks. Uncompressed, like the
+    // scenario bundles: gunzip under emulation costs more boot time than it saves.
+    let mut hvm_wanted = BTreeSet::new();
+    for p in HVM_PROGRAMS {
+        union.closure(p, &mut hvm_wanted)?;
+    }
+    for f in HVM_FILES {
+        union.follow(f, &mut hvm_wanted)?;
+    }
+    let mut hvm = Tree::new();
+    for path in hvm_wanted.difference(&wanted) {
+        union.add_to(&mut hvm, path)?;
+    }
+    fsx::write_atomic(
+        &out.join("dom0-hvm.cpio"),
+        &hvm.to_bytes(stubdoms_archive::Format::Cpio, epoch)?,
+    )?;
 
     // The tiny Linux guest: busybox, the xenstore client, blkfront.
     let mut guest = Tree::new();
@@ -292,136 +347,37 @@ fn write_gz(tree: &Tree, path: &Path, epoch: u64) -> Result<()> {
     fsx::write_atomic(path, &bytes)
 }
 
-/// The unpacked packages seen as one file system, without copying them together.
-struct Union {
-    /// Package name -> unpacked tree.
-    roots: BTreeMap<String, PathBuf>,
-}
-
 struct Kernel {
     root: PathBuf,
     version: String,
 }
 
-impl Union {
-    fn new(ws: &Workspace, cache: &Cache) -> Result<Union> {
-        let mut roots = BTreeMap::new();
-        for p in PACKAGES {
-            let crate::lock::Resolved::Debs(debs) = ws.lock.resolve(p)? else {
-                bail!("`{p}` must be a binary package");
-            };
-            for d in debs {
-                roots.insert(d.name.clone(), cache.unpacked_deb(&d.blob()?)?);
-            }
+/// The machine's packages, unpacked, seen as one file system.
+fn union(ws: &Workspace, cache: &Cache) -> Result<Union> {
+    let mut roots = BTreeMap::new();
+    for p in PACKAGES.iter().chain(HVM_PACKAGES) {
+        let crate::lock::Resolved::Debs(debs) = ws.lock.resolve(p)? else {
+            bail!("`{p}` must be a binary package");
+        };
+        for d in debs {
+            roots.insert(d.name.clone(), cache.unpacked_deb(&d.blob()?)?);
         }
-        Ok(Union { roots })
     }
+    Ok(Union::new(roots))
+}
 
-    fn file(&self, package: &str, path: &str) -> Result<PathBuf> {
-        let root = self
-            .roots
-            .get(package)
-            .with_context(|| format!("package {package} is not part of the machine"))?;
-        let p = root.join(path.trim_start_matches('/'));
-        if !p.is_file() {
-            bail!("{package} has no {path}: is the pin right?");
-        }
-        Ok(p)
-    }
-
-    /// The package that holds `path` (as a file or a symlink), and that host path.
-    fn find(&self, path: &str) -> Option<(&str, PathBuf)> {
-        let rel = path.trim_start_matches('/');
-        self.roots.iter().find_map(|(name, root)| {
-            let p = root.join(rel);
-            std::fs::symlink_metadata(&p)
-                .ok()
-                .filter(|m| !m.is_dir())
-                .map(|_| (name.as_str(), p))
-        })
-    }
-
-    /// `path`, the symlinks it goes through and the libraries it needs, recursively.
-    fn closure(&self, path: &str, out: &mut BTreeSet<String>) -> Result<()> {
-        let mut seen = BTreeSet::new();
-        let mut queue = vec![path.to_string()];
-        while let Some(p) = queue.pop() {
-            let real = self.follow(&p, out)?;
-            if !seen.insert(real.clone()) {
-                continue;
-            }
-            let (_, host) = self
-                .find(&real)
-                .with_context(|| format!("{real} vanished"))?;
-            let bytes = std::fs::read(&host)?;
-            let Some((interp, needed)) = elf::needs(&bytes).with_context(|| real.clone())? else {
-                continue;
-            };
-            queue.extend(interp);
-            for so in needed {
-                let found = LIB_DIRS
-                    .iter()
-                    .map(|d| format!("{d}/{so}"))
-                    .find(|p| self.find(p).is_some())
-                    .with_context(|| format!("{so} (needed by {real}) is in none of the machine's packages: add its package to inputs.lock and boot/machine.rs"))?;
-                queue.push(found);
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds `path` and every symlink hop to `out`; returns the real file's path.
-    fn follow(&self, path: &str, out: &mut BTreeSet<String>) -> Result<String> {
-        let mut p = path.to_string();
-        for _ in 0..16 {
-            let (_, host) = self
-                .find(&p)
-                .with_context(|| format!("{p} is in none of the machine's packages"))?;
-            out.insert(p.clone());
-            match std::fs::read_link(&host) {
-                Ok(target) => {
-                    let t = target.to_string_lossy();
-                    p = if t.starts_with('/') {
-                        t.into_owned()
-                    } else {
-                        normalize(&format!("{}/{t}", parent(&p)))
-                    };
-                }
-                Err(_) => return Ok(p),
-            }
-        }
-        bail!("symlink loop at {path}")
-    }
-
-    /// Adds one union path (file or symlink) to a tree.
-    fn add_to(&self, tree: &mut Tree, path: &str) -> Result<()> {
-        let (_, host) = self
-            .find(path)
-            .with_context(|| format!("{path} is in none of the machine's packages"))?;
-        let rel = path.trim_start_matches('/');
-        match std::fs::read_link(&host) {
-            Ok(target) => tree.add_symlink(rel, &target.to_string_lossy())?,
-            Err(_) => {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&host)?.permissions().mode();
-                tree.add_host_file(rel, &host, stubdoms_archive::normalize_file_mode(mode))?
-            }
-        }
-        Ok(())
-    }
-
-    fn kernel(&self) -> Result<Kernel> {
-        let (name, root) = self
-            .roots
-            .iter()
-            .find(|(n, _)| n.starts_with("linux-image-") && n.as_str() != "linux-image-amd64")
-            .context("no versioned linux-image package: run `cargo xtask pin`")?;
-        let version = name.trim_start_matches("linux-image-").to_string();
-        Ok(Kernel {
-            root: root.clone(),
-            version,
-        })
-    }
+/// The versioned kernel package behind `linux-image-amd64`.
+fn kernel(union: &Union) -> Result<Kernel> {
+    let (name, root) = union
+        .roots()
+        .iter()
+        .find(|(n, _)| n.starts_with("linux-image-") && n.as_str() != "linux-image-amd64")
+        .context("no versioned linux-image package: run `cargo xtask pin`")?;
+    let version = name.trim_start_matches("linux-image-").to_string();
+    Ok(Kernel {
+        root: root.clone(),
+        version,
+    })
 }
 
 impl Kernel {
@@ -468,36 +424,5 @@ impl Kernel {
             visit(self, n, &path_of, &mut out)?;
         }
         Ok(out)
-    }
-}
-
-fn parent(p: &str) -> &str {
-    p.rsplit_once('/').map_or("", |(d, _)| d)
-}
-
-/// Lexical `.`/`..` folding of an absolute path (never touches the host's file system).
-fn normalize(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn normalizes_lexically() {
-        assert_eq!(
-            super::normalize("/lib/x86_64-linux-gnu/../../usr/lib/a.so"),
-            "/usr/lib/a.so"
-        );
-        assert_eq!(super::normalize("/a/./b//c"), "/a/b/c");
     }
 }

@@ -53,10 +53,15 @@ pub struct Scenario {
     /// `recipe/test`.
     pub id: String,
     pub test: BootTest,
-    pub kernel: PathBuf,
+    /// None for an HVM guest that boots its firmware.
+    pub kernel: Option<PathBuf>,
     pub ramdisk: Option<PathBuf>,
     /// (vdev, image) pairs.
     pub disks: Vec<(String, PathBuf)>,
+    /// (xl.cfg key, file) pairs.
+    pub xl_files: Vec<(String, PathBuf)>,
+    /// The dom0 check script.
+    pub dom0_check: Option<PathBuf>,
 }
 
 impl Scenario {
@@ -200,12 +205,17 @@ fn artifact_refs(t: &BootTest) -> Vec<String> {
         if src == "artifact" {
             out.push(t.recipe.clone());
         } else if let Some(name) = src.strip_prefix("artifact:") {
-            out.push(name.to_string());
+            out.push(name.split('/').next().unwrap_or(name).to_string());
         }
     };
-    refer(t.kernel.as_deref().unwrap_or("artifact"));
+    if let Some(k) = default_kernel(t) {
+        refer(k);
+    }
     if let Some(r) = &t.ramdisk {
         refer(r);
+    }
+    for src in t.xl_files.values() {
+        refer(src);
     }
     for d in &t.disks {
         for src in d.files.values() {
@@ -215,13 +225,28 @@ fn artifact_refs(t: &BootTest) -> Vec<String> {
     out
 }
 
+/// The scenario's kernel source: its own, else the image under test; none for an HVM guest
+/// (it boots its firmware).
+fn default_kernel(t: &BootTest) -> Option<&str> {
+    match (&t.kernel, t.guest_type) {
+        (Some(k), _) => Some(k),
+        (None, Some(recipe::GuestType::Hvm)) => None,
+        (None, _) => Some("artifact"),
+    }
+}
+
 /// Turns a file source of a scenario into a host path. The forms:
 /// `artifact` (this recipe's image for the scenario's variant), `artifact:NAME`,
+/// `artifact:NAME/FILE` (one of the files a recipe's variant installs),
 /// `machine:guest-kernel` / `machine:guest-initrd` (the Debian kernel and a tiny busybox
 /// initramfs), `deb:PACKAGE:/path` (a file from a pinned package; `*` allowed in the last
 /// component), or a path relative to the recipe folder.
 fn source(ws: &Workspace, cache: &Cache, m: &Machine, t: &BootTest, src: &str) -> Result<PathBuf> {
-    let image = |recipe: &str| -> Result<PathBuf> {
+    let image = |name: &str| -> Result<PathBuf> {
+        let (recipe, file) = match name.split_once('/') {
+            Some((r, f)) => (r, Some(f)),
+            None => (name, None),
+        };
         let r = ws
             .recipes
             .iter()
@@ -230,11 +255,16 @@ fn source(ws: &Workspace, cache: &Cache, m: &Machine, t: &BootTest, src: &str) -
         let out = r
             .output(t.variant)
             .with_context(|| format!("recipe `{recipe}` does not build {}", t.variant))?;
-        Ok(ws
-            .target
-            .join("images")
-            .join(t.variant.as_str())
-            .join(&out.file))
+        let file = match file {
+            None => out.file.as_str(),
+            Some(f) if out.files().any(|o| o == f) => f,
+            Some(f) => bail!(
+                "`{src}`: recipe `{recipe}` installs no `{f}` for {} (it installs {})",
+                t.variant,
+                out.files().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        Ok(ws.target.join("images").join(t.variant.as_str()).join(file))
     };
     if src == "artifact" {
         return image(&t.recipe);
@@ -319,13 +349,19 @@ fn resolve(
     work: &Path,
 ) -> Result<Scenario> {
     let id = format!("{}/{}", test.recipe, test.name);
-    let kernel = source(
-        ws,
-        cache,
-        m,
-        &test,
-        test.kernel.as_deref().unwrap_or("artifact"),
-    )?;
+    let kernel = default_kernel(&test)
+        .map(|k| source(ws, cache, m, &test, k))
+        .transpose()?;
+    let xl_files = test
+        .xl_files
+        .iter()
+        .map(|(k, src)| Ok((k.clone(), source(ws, cache, m, &test, src)?)))
+        .collect::<Result<_>>()?;
+    let dom0_check = test
+        .dom0_check
+        .as_deref()
+        .map(|c| source(ws, cache, m, &test, c))
+        .transpose()?;
     let ramdisk = test
         .ramdisk
         .as_deref()
@@ -352,6 +388,8 @@ fn resolve(
         kernel,
         ramdisk,
         disks,
+        xl_files,
+        dom0_check,
     })
 }
 
@@ -447,7 +485,11 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
         s.test.memory,
         if pvh { " dom0=pvh" } else { "" }
     ));
-    cmd.arg("-initrd").arg(no_comma(&s.kernel)?);
+    let kernel = s
+        .kernel
+        .as_ref()
+        .context("a dom0 scenario needs a kernel")?;
+    cmd.arg("-initrd").arg(no_comma(kernel)?);
     let log = dir.join(format!("{}.log", s.dir_name()));
     let mut q = Qemu::start(cmd, &log)?;
     let deadline = q.started + Duration::from_secs(s.test.timeout);
@@ -495,6 +537,11 @@ fn run_batch(
         // between them is skipped). Uncompressed: gunzip under emulation costs dom0 more
         // boot time than it saves.
         let mut bytes = std::fs::read(&m.dom0_initrd)?;
+        // Only batches with an HVM scenario carry the dom0 QEMU and SeaBIOS.
+        if scenarios.iter().any(|s| s.test.dom0_hvm) {
+            bytes.resize(bytes.len().next_multiple_of(512), 0);
+            bytes.extend(std::fs::read(&m.dom0_hvm)?);
+        }
         bytes.resize(bytes.len().next_multiple_of(512), 0);
         bytes.extend(tree.to_bytes(stubdoms_archive::Format::Cpio, 0)?);
         fsx::write_atomic(&initrd, &bytes)?;
@@ -546,6 +593,9 @@ fn run_batch(
             if let (Some(r), Some(g)) = (current.as_mut(), line.strip_prefix("@@G ")) {
                 r.checker.feed(g, r.started.elapsed());
                 r.tail.push(g);
+            } else if let (Some(r), Some(c)) = (current.as_mut(), line.strip_prefix("@@C ")) {
+                r.dom0.feed(c, r.started.elapsed());
+                r.tail.push(&format!("dom0-check: {c}"));
             } else if let Some(r) = current.as_mut() {
                 r.tail.push(&line);
             }
@@ -561,6 +611,7 @@ fn run_batch(
                 current = Some(Running {
                     s,
                     checker: Checker::new(&s.test.expect, &s.test.forbid),
+                    dom0: Checker::new(&s.test.dom0_expect, &[]),
                     started: Instant::now(),
                     tail: Tail::default(),
                     state: None,
@@ -627,6 +678,8 @@ fn run_batch(
 struct Running<'a> {
     s: &'a Scenario,
     checker: Checker<'a>,
+    /// The dom0 check script's lines against `dom0-expect`.
+    dom0: Checker<'a>,
     started: Instant,
     tail: Tail,
     state: Option<String>,
@@ -646,6 +699,9 @@ impl Running<'_> {
         }
         if self.state.as_deref().is_some_and(|s| s.contains('c')) {
             problems.push("the guest crashed".to_string());
+        }
+        if let Verdict::Missing { pattern, .. } = self.dom0.verdict() {
+            problems.push(format!("dom0 check: waiting for /{pattern}/"));
         }
         for (key, re) in &self.s.test.xenstore {
             match self.keys.get(key) {

@@ -28,13 +28,24 @@ pub fn build_key(
         h.update(bytes);
     };
     field("format", FORMAT.as_bytes());
-    field("recipe", recipe.source.as_bytes());
+    // What the recipe says about building, not its boot tests: a changed expectation must
+    // not rebuild a GRUB or a kernel.
+    let outputs: Vec<String> = recipe
+        .variants
+        .iter()
+        .map(|(v, o)| format!("{v}={o:?}"))
+        .collect();
+    let build_part = format!(
+        "{}\n{}\n{}\n{:?}\n{:?}",
+        recipe.name, recipe.kind, recipe.licence, recipe.inputs, outputs
+    );
+    field("recipe", build_part.as_bytes());
     field("variant", variant.as_str().as_bytes());
     field("epoch", epoch.to_string().as_bytes());
     let mut shas: Vec<&str> = inputs.iter().map(|b| b.sha256.as_str()).collect();
     shas.sort();
     field("inputs", shas.join(",").as_bytes());
-    field("recipe-dir", tree_hash(&recipe.dir)?.as_bytes());
+    field("recipe-dir", recipe_dir_hash(&recipe.dir)?.as_bytes());
     for dir in shared_sources(recipe.kind) {
         field(dir, tree_hash(&ws.root.join(dir))?.as_bytes());
     }
@@ -50,7 +61,7 @@ fn builder_source(kind: Kind) -> &'static str {
     match kind {
         Kind::Rust | Kind::C => include_str!("runtime.rs"),
         Kind::Pvgrub => include_str!("pvgrub.rs"),
-        Kind::Ioemu => "",
+        Kind::Ioemu => concat!(include_str!("ioemu.rs"), include_str!("../elfdeps.rs")),
     }
 }
 
@@ -75,16 +86,47 @@ fn tools(kind: Kind) -> &'static [&'static [&'static str]] {
             &["flex", "--version"],
             &["python3", "--version"],
         ],
-        Kind::Ioemu => &[&["cc", "--version"], &["rustc", "-vV"]],
+        Kind::Ioemu => &[
+            &["cc", "--version"],
+            &["rustc", "-vV"],
+            &["make", "--version"],
+            &["bison", "--version"],
+            &["flex", "--version"],
+            &["python3", "--version"],
+            &["ninja", "--version"],
+            &["meson", "--version"],
+            &["strip", "--version"],
+            &["pkg-config", "--modversion", "glib-2.0", "pixman-1"],
+        ],
     }
 }
 
 fn tool_version(cmd: &[&str]) -> Result<String> {
-    let out = super::real_clock(&mut std::process::Command::new(cmd[0]))
+    let out = std::process::Command::new(cmd[0])
         .args(&cmd[1..])
         .output()
         .with_context(|| format!("running `{}` to key the build", cmd.join(" ")))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The recipe folder's files that go into an image: all but `stubdom.toml` (its build part is
+/// keyed above) and `tests/` (boot-test fixtures).
+fn recipe_dir_hash(dir: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        if name == "stubdom.toml" || name == "tests" || name == "target" {
+            continue;
+        }
+        h.update(name.as_encoded_bytes());
+        h.update([0]);
+        h.update(tree_hash(&e.path())?);
+    }
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// A hash of a file, or of a folder's files (paths, modes and contents, sorted), skipping

@@ -45,10 +45,12 @@ impl Manifest {
         }
     }
 
-    pub fn insert(&mut self, a: Artifact) {
+    /// Replaces every artifact of one recipe and variant (a build may install several
+    /// files, and a file the recipe no longer lists must not linger).
+    pub fn replace(&mut self, recipe: &str, variant: Variant, artifacts: Vec<Artifact>) {
         self.artifacts
-            .retain(|o| !(o.recipe == a.recipe && o.variant == a.variant));
-        self.artifacts.push(a);
+            .retain(|o| !(o.recipe == recipe && o.variant == variant));
+        self.artifacts.extend(artifacts);
         self.artifacts
             .sort_by(|x, y| (x.variant, &x.file).cmp(&(y.variant, &y.file)));
     }
@@ -57,5 +59,58 @@ impl Manifest {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
         crate::fsx::write_atomic(&images.join("manifest.json"), text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn art(recipe: &str, variant: Variant, file: &str) -> Artifact {
+        Artifact {
+            recipe: recipe.into(),
+            variant,
+            file: file.into(),
+            sha256: "0".repeat(64),
+            size: 1,
+            build_key: "k".into(),
+            inputs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn replace_swaps_all_files_of_one_build() {
+        let mut m = Manifest {
+            format: 1,
+            source_date_epoch: 0,
+            artifacts: vec![
+                art("ioemu", Variant::X86_64Pv, "rootfs"),
+                art("ioemu", Variant::X86_64Pv, "old-kernel"),
+                art("pvgrub", Variant::X86_64Pv, "pv-grub-x86_64.gz"),
+                art("ioemu", Variant::X86_64Pvh, "other"),
+            ],
+        };
+        m.replace(
+            "ioemu",
+            Variant::X86_64Pv,
+            vec![
+                art("ioemu", Variant::X86_64Pv, "rootfs"),
+                art("ioemu", Variant::X86_64Pv, "kernel"),
+            ],
+        );
+        let got: Vec<(&str, Variant, &str)> = m
+            .artifacts
+            .iter()
+            .map(|a| (a.recipe.as_str(), a.variant, a.file.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ioemu", Variant::X86_64Pv, "kernel"),
+                ("pvgrub", Variant::X86_64Pv, "pv-grub-x86_64.gz"),
+                ("ioemu", Variant::X86_64Pv, "rootfs"),
+                ("ioemu", Variant::X86_64Pvh, "other"),
+            ]
+        );
     }
 }

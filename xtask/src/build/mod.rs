@@ -3,6 +3,7 @@
 //! in the cache under its build key (the hashes of the recipe, its inputs, its sources, the
 //! builder and the host tools), so a rebuild with nothing changed only hashes and copies.
 
+mod ioemu;
 pub mod key;
 mod manifest;
 mod pvgrub;
@@ -45,6 +46,8 @@ pub struct Job<'a> {
     pub variant: Variant,
     /// The file name the artifact installs as.
     pub file: &'a str,
+    /// Further files the variant installs (`extra-files` in the recipe), in recipe order.
+    pub extra_files: &'a [String],
     /// The recipe's inputs, verified.
     pub inputs: Vec<Blob>,
     /// A fresh, empty folder the builder may use freely.
@@ -59,13 +62,44 @@ impl Job<'_> {
     pub fn output(&self) -> PathBuf {
         self.staging.join("out").join(self.file)
     }
+
+    /// Where the builder must leave one of the recipe's `extra-files`.
+    pub fn extra_output(&self, name: &str) -> Result<PathBuf> {
+        if !self.extra_files.iter().any(|f| f == name) {
+            bail!(
+                "{}: variant {} lists no extra file `{name}`",
+                self.recipe.manifest.display(),
+                self.variant
+            );
+        }
+        Ok(self.staging.join("out").join(name))
+    }
 }
 
-/// Runs `cmd` on the real clock: `repro` shifts the clock of its second build with
-/// libfaketime, under which rustc hangs, so cargo and rustc are exempt (the C compilers,
-/// make and the GRUB and Linux builds keep the shifted clock).
-pub fn real_clock(cmd: &mut std::process::Command) -> &mut std::process::Command {
-    cmd.env_remove("LD_PRELOAD").env_remove("FAKETIME")
+/// Set by `repro` on its second build: a libfaketime offset such as `+400d`.
+pub const CLOCK_SHIFT_ENV: &str = "STUBDOMS_CLOCK_SHIFT";
+
+/// Runs a C-world build tool (compiler, make, configure, grub-mkimage) on the shifted clock
+/// `repro` asks for, so a build that leaks the time shows up as a difference. Only these
+/// tools: rustc hangs under libfaketime, so cargo and rustc keep the real clock.
+pub fn shifted_clock(cmd: &mut std::process::Command) -> Result<&mut std::process::Command> {
+    let Some(shift) = std::env::var_os(CLOCK_SHIFT_ENV).filter(|s| !s.is_empty()) else {
+        return Ok(cmd);
+    };
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|p| p.is_file())
+    .context(
+        "libfaketime is not installed (Debian package `faketime`), needed to shift the clock",
+    )?;
+    Ok(cmd
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", shift)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"))
 }
 
 pub fn source_date_epoch() -> Result<u64> {
@@ -115,9 +149,9 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
     let mut manifest = Manifest::load(&images)?;
     let mut built = Vec::new();
     for (recipe, variant) in jobs {
-        let artifact = build_one(ws, &cache, recipe, variant, epoch, flags.fresh)?;
-        manifest.insert(artifact.clone());
-        built.push(artifact);
+        let artifacts = build_one(ws, &cache, recipe, variant, epoch, flags.fresh)?;
+        manifest.replace(&recipe.name, variant, artifacts.clone());
+        built.extend(artifacts);
     }
     manifest.source_date_epoch = epoch;
     manifest.save(&images)?;
@@ -131,16 +165,17 @@ fn build_one(
     variant: Variant,
     epoch: u64,
     fresh: bool,
-) -> Result<Artifact> {
-    let file = &recipe.variants[&variant].file;
+) -> Result<Vec<Artifact>> {
+    let output = &recipe.variants[&variant];
+    let files: Vec<&str> = output.files().collect();
     let inputs = ws.recipe_blobs(recipe)?;
     let key = key::build_key(ws, recipe, variant, &inputs, epoch)?;
     let stored = cache.build_dir(&key);
-    let dest = ws.target.join("images").join(variant.as_str()).join(file);
+    let dest_dir = ws.target.join("images").join(variant.as_str());
     let what = format!("{} {variant}", recipe.name);
 
-    let reused = if fresh { None } else { reuse(&stored, file)? };
-    let (sha256, size) = if let Some(found) = reused {
+    let reused = if fresh { None } else { reuse(&stored, &files)? };
+    let found = if let Some(found) = reused {
         ui::step(&format!("{what}: up to date ({})", &key[..12]));
         found
     } else {
@@ -158,7 +193,8 @@ fn build_one(
             cache,
             recipe,
             variant,
-            file,
+            file: &output.file,
+            extra_files: &output.extra_files,
             inputs: inputs.clone(),
             staging,
             epoch,
@@ -166,81 +202,103 @@ fn build_one(
         };
         let started = std::time::Instant::now();
         dispatch(&job).with_context(|| format!("building {what}"))?;
-        let out = job.output();
-        if !out.is_file() {
-            bail!("building {what}: the builder left no {}", out.display());
+        let out = job.staging.join("out");
+        for file in &files {
+            let path = out.join(file);
+            if !path.is_file() {
+                bail!("building {what}: the builder left no {}", path.display());
+            }
+            check_no_host_paths(ws, &path)?;
         }
-        check_no_host_paths(ws, &out)?;
-        let found = store(&stored, &out, file)?;
+        let found = store(&stored, &out, &files)?;
+        let sizes: Vec<String> = found
+            .iter()
+            .zip(&files)
+            .map(|((_, size), f)| format!("{f}: {size} bytes"))
+            .collect();
         ui::step(&format!(
-            "{what}: built in {:.1}s ({} bytes)",
+            "{what}: built in {:.1}s ({})",
             started.elapsed().as_secs_f64(),
-            found.1
+            sizes.join(", ")
         ));
         found
     };
-    let have = dest.is_file() && fsx::sha256_file(&dest)?.0 == sha256;
-    if !have {
-        fsx::copy_atomic(&stored.join(file), &dest)?;
+    let inputs: BTreeMap<String, String> = inputs
+        .iter()
+        .map(|b| (b.label.clone(), b.sha256.clone()))
+        .collect();
+    let mut artifacts = Vec::new();
+    for (file, (sha256, size)) in files.iter().zip(found) {
+        let dest = dest_dir.join(file);
+        let have = dest.is_file() && fsx::sha256_file(&dest)?.0 == sha256;
+        if !have {
+            fsx::copy_atomic(&stored.join(file), &dest)?;
+        }
+        artifacts.push(Artifact {
+            recipe: recipe.name.clone(),
+            variant,
+            file: file.to_string(),
+            sha256,
+            size,
+            build_key: key.clone(),
+            inputs: inputs.clone(),
+        });
     }
-    Ok(Artifact {
-        recipe: recipe.name.clone(),
-        variant,
-        file: file.clone(),
-        sha256,
-        size,
-        build_key: key,
-        inputs: inputs
-            .iter()
-            .map(|b| (b.label.clone(), b.sha256.clone()))
-            .collect::<BTreeMap<_, _>>(),
-    })
+    Ok(artifacts)
 }
 
 fn dispatch(job: &Job) -> Result<()> {
     match job.recipe.kind {
         Kind::Rust | Kind::C => runtime::build(job),
         Kind::Pvgrub => pvgrub::build(job),
-        Kind::Ioemu => bail!(
-            "the {} builder is not available in this version of the driver",
-            job.recipe.kind
-        ),
+        Kind::Ioemu => ioemu::build(job),
     }
 }
 
-/// A stored build: the artifact and its recorded hash, both checked.
-fn reuse(stored: &Path, file: &str) -> Result<Option<(String, u64)>> {
-    let art = stored.join(file);
+/// A stored build: its files and their recorded hashes (`sha256`, one line per file in
+/// `files` order), all checked.
+fn reuse(stored: &Path, files: &[&str]) -> Result<Option<Vec<(String, u64)>>> {
     let Ok(recorded) = std::fs::read_to_string(stored.join("sha256")) else {
         return Ok(None);
     };
-    if !art.is_file() {
+    let recorded: Vec<&str> = recorded.lines().map(str::trim).collect();
+    if recorded.len() != files.len() || files.iter().any(|f| !stored.join(f).is_file()) {
         return Ok(None);
     }
-    let (sha, size) = fsx::sha256_file(&art)?;
-    if sha != recorded.trim() {
-        ui::warn(&format!(
-            "stored build {} was altered (sha256 {sha}, recorded {}): building again",
-            stored.display(),
-            recorded.trim()
-        ));
-        fsx::remove_dir_if_exists(stored)?;
-        return Ok(None);
+    let mut found = Vec::new();
+    for (file, want) in files.iter().zip(recorded) {
+        let (sha, size) = fsx::sha256_file(&stored.join(file))?;
+        if sha != want {
+            ui::warn(&format!(
+                "stored build {} was altered ({file}: sha256 {sha}, recorded {want}): building again",
+                stored.display(),
+            ));
+            fsx::remove_dir_if_exists(stored)?;
+            return Ok(None);
+        }
+        found.push((sha, size));
     }
-    Ok(Some((sha, size)))
+    Ok(Some(found))
 }
 
-/// Keeps a finished artifact under its build key (the folder appears whole or not at all).
-fn store(stored: &Path, out: &Path, file: &str) -> Result<(String, u64)> {
-    let (sha, size) = fsx::sha256_file(out)?;
+/// Keeps a finished build's files (from the folder `out`) under its build key; the folder
+/// appears whole or not at all.
+fn store(stored: &Path, out: &Path, files: &[&str]) -> Result<Vec<(String, u64)>> {
     let tmp = fsx::partial_path(stored);
     fsx::remove_dir_if_exists(&tmp)?;
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    fsx::copy_atomic(out, &tmp.join(file))?;
-    fsx::write_atomic(&tmp.join("sha256"), format!("{sha}\n").as_bytes())?;
+    let mut found = Vec::new();
+    let mut record = String::new();
+    for file in files {
+        let (sha, size) = fsx::sha256_file(&out.join(file))?;
+        fsx::copy_atomic(&out.join(file), &tmp.join(file))?;
+        record += &format!("{sha}\n");
+        found.push((sha, size));
+    }
+    fsx::write_atomic(&tmp.join("sha256"), record.as_bytes())?;
     fsx::remove_dir_if_exists(stored)?;
     std::fs::rename(&tmp, stored).with_context(|| format!("storing {}", stored.display()))?;
-    Ok((sha, size))
+    Ok(found)
 }
 
 /// **Invariant:** no artifact contains the checkout path or the home folder: those would
@@ -260,4 +318,35 @@ fn check_no_host_paths(ws: &Workspace, out: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build with two files is stored and found again; a stored file that changed, or a
+    /// different file list, is not reused.
+    #[test]
+    fn stores_and_reuses_every_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-store-{}", std::process::id()));
+        let out = dir.join("out");
+        let stored = dir.join("stored");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("rootfs"), b"rootfs bytes").unwrap();
+        std::fs::write(out.join("kernel"), b"kernel").unwrap();
+        let files = ["rootfs", "kernel"];
+
+        let kept = store(&stored, &out, &files).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].1, 12);
+        assert_eq!(kept[1].1, 6);
+        assert_eq!(kept[0].0, fsx::sha256_file(&out.join("rootfs")).unwrap().0);
+        assert_eq!(reuse(&stored, &files).unwrap(), Some(kept.clone()));
+        assert_eq!(reuse(&stored, &["rootfs"]).unwrap(), None);
+
+        std::fs::write(stored.join("kernel"), b"altered").unwrap();
+        assert_eq!(reuse(&stored, &files).unwrap(), None);
+        assert!(!stored.exists(), "an altered stored build is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

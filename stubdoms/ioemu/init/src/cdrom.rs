@@ -61,7 +61,13 @@ impl Tracker {
             (Some((have, fdset_id)), Seen::Present { devid, closing }) => {
                 (closing || have != devid).then_some(Action::Remove { fdset_id })
             }
-            (None, Seen::Present { devid, closing: false }) => Some(Action::Add { devid }),
+            (
+                None,
+                Seen::Present {
+                    devid,
+                    closing: false,
+                },
+            ) => Some(Action::Add { devid }),
             (None, _) => None,
         }
     }
@@ -103,14 +109,31 @@ mod tests {
     #[test]
     fn table() {
         let present = |devid, closing| Seen::Present { devid, closing };
-        let cases: &[(Option<(u32, i64)>, Seen, Option<Action>)] = &[
+        type Case = (Option<(u32, i64)>, Seen, Option<Action>);
+        let cases: &[Case] = &[
             (None, Seen::Absent, None),
-            (None, present(5632, false), Some(Action::Add { devid: 5632 })),
+            (
+                None,
+                present(5632, false),
+                Some(Action::Add { devid: 5632 }),
+            ),
             (None, present(5632, true), None),
             (Some((5632, 2)), present(5632, false), None),
-            (Some((5632, 2)), present(5632, true), Some(Action::Remove { fdset_id: 2 })),
-            (Some((5632, 2)), Seen::Absent, Some(Action::Remove { fdset_id: 2 })),
-            (Some((5632, 2)), present(2080, false), Some(Action::Remove { fdset_id: 2 })),
+            (
+                Some((5632, 2)),
+                present(5632, true),
+                Some(Action::Remove { fdset_id: 2 }),
+            ),
+            (
+                Some((5632, 2)),
+                Seen::Absent,
+                Some(Action::Remove { fdset_id: 2 }),
+            ),
+            (
+                Some((5632, 2)),
+                present(2080, false),
+                Some(Action::Remove { fdset_id: 2 }),
+            ),
         ];
         for (current, seen, want) in cases {
             let tracker = Tracker { current: *current };
@@ -121,11 +144,20 @@ mod tests {
     #[test]
     fn disk_change_is_remove_then_add() {
         let mut t = Tracker::default();
-        let seen = Seen::Present { devid: 5632, closing: false };
+        let seen = Seen::Present {
+            devid: 5632,
+            closing: false,
+        };
         assert_eq!(t.step(seen), Some(Action::Add { devid: 5632 }));
         t.added(5632, 2);
         // libxl detaches: the backend closes.
-        assert_eq!(t.step(Seen::Present { devid: 5632, closing: true }), Some(Action::Remove { fdset_id: 2 }));
+        assert_eq!(
+            t.step(Seen::Present {
+                devid: 5632,
+                closing: true
+            }),
+            Some(Action::Remove { fdset_id: 2 })
+        );
         t.removed();
         assert_eq!(t.step(Seen::Absent), None);
         // The new medium is attached with the same devid.
@@ -142,12 +174,25 @@ mod tests {
         let back = format!("/local/domain/0/backend/vbd/{STUB}/5632");
         xs.write(&format!("{front}/backend"), &back).unwrap();
         xs.write(&format!("{back}/state"), "4").unwrap();
-        xs.set_perms(&back, &[Perm::new(0, Access::None), Perm::new(STUB, Access::Read)]).unwrap();
-        xs.set_perms(&format!("{back}/state"), &[Perm::new(0, Access::None), Perm::new(STUB, Access::Read)])
-            .unwrap();
+        xs.set_perms(
+            &back,
+            &[Perm::new(0, Access::None), Perm::new(STUB, Access::Read)],
+        )
+        .unwrap();
+        xs.set_perms(
+            &format!("{back}/state"),
+            &[Perm::new(0, Access::None), Perm::new(STUB, Access::Read)],
+        )
+        .unwrap();
         let mut client = Client::new(xs.connect(STUB));
         assert!(!backend_closing(&mut client, 5632));
-        for (state, closing) in [("1", false), ("3", false), ("5", true), ("6", true), ("junk", true)] {
+        for (state, closing) in [
+            ("1", false),
+            ("3", false),
+            ("5", true),
+            ("6", true),
+            ("junk", true),
+        ] {
             xs.write(&format!("{back}/state"), state).unwrap();
             assert_eq!(backend_closing(&mut client, 5632), closing, "{state}");
         }

@@ -21,7 +21,9 @@ pub fn read<T: Transport>(xs: &mut Client<T>, dir: &str) -> Result<Vec<String>, 
 where
     T::Error: std::fmt::Display,
 {
-    let names = xs.directory(dir).map_err(|e| Error::xs("directory", dir, &e))?;
+    let names = xs
+        .directory(dir)
+        .map_err(|e| Error::xs("directory", dir, &e))?;
     let mut keyed = Vec::with_capacity(names.len());
     for name in names {
         let index = parse_index(&name).ok_or_else(|| Error::BadValue {
@@ -33,7 +35,9 @@ where
     }
     keyed.sort_unstable();
     if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err(Error::Args(format!("two keys under {dir} have the same number")));
+        return Err(Error::Args(format!(
+            "two keys under {dir} have the same number"
+        )));
     }
     let mut args = Vec::with_capacity(keyed.len());
     for (_, name) in keyed {
@@ -117,7 +121,10 @@ mod tests {
     fn keeps_spaces_and_empty_arguments() {
         let xs = libxl_store(&["-name", "my guest", "", "-xen-domid", "2"]);
         let mut client = Client::new(xs.connect(STUB));
-        assert_eq!(read(&mut client, &dir()).unwrap(), ["-name", "my guest", "", "-xen-domid", "2"]);
+        assert_eq!(
+            read(&mut client, &dir()).unwrap(),
+            ["-name", "my guest", "", "-xen-domid", "2"]
+        );
     }
 
     #[test]
@@ -145,20 +152,27 @@ mod tests {
         let mut client = Client::new(xs.connect(STUB));
         assert!(matches!(read(&mut client, &dir()), Err(Error::Args(_))));
         xs.rm(&dir()).unwrap();
-        assert!(matches!(read(&mut client, &dir()), Err(Error::Xenstore { .. })));
+        assert!(matches!(
+            read(&mut client, &dir()),
+            Err(Error::Xenstore { .. })
+        ));
     }
 
     #[test]
     fn other_domains_cannot_read_the_arguments() {
         let xs = libxl_store(&["-xen-domid", "2"]);
         let mut client = Client::new(xs.connect(9));
-        assert!(matches!(read(&mut client, &dir()), Err(Error::Xenstore { .. })));
+        assert!(matches!(
+            read(&mut client, &dir()),
+            Err(Error::Xenstore { .. })
+        ));
     }
 
     #[test]
     fn restore_placeholder_becomes_an_fd() {
-        let mut args: Vec<String> =
-            ["-xen-domid", "2", "-incoming", RESTORE_PLACEHOLDER].map(String::from).to_vec();
+        let mut args: Vec<String> = ["-xen-domid", "2", "-incoming", RESTORE_PLACEHOLDER]
+            .map(String::from)
+            .to_vec();
         assert!(wants_restore(&args));
         substitute_restore(&mut args, Some(7)).unwrap();
         assert_eq!(args, ["-xen-domid", "2", "-incoming", "fd:7"]);
@@ -167,8 +181,13 @@ mod tests {
 
     #[test]
     fn restore_without_console_is_an_error() {
-        let mut args: Vec<String> = ["-incoming", RESTORE_PLACEHOLDER].map(String::from).to_vec();
-        assert!(matches!(substitute_restore(&mut args, None), Err(Error::Args(_))));
+        let mut args: Vec<String> = ["-incoming", RESTORE_PLACEHOLDER]
+            .map(String::from)
+            .to_vec();
+        assert!(matches!(
+            substitute_restore(&mut args, None),
+            Err(Error::Args(_))
+        ));
     }
 
     #[test]

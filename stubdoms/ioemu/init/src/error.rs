@@ -40,7 +40,10 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with a description of what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { what: what.into(), source }
+        Error::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     /// Wraps a xenstore client error.
@@ -49,7 +52,11 @@ impl Error {
         path: &str,
         err: &xenstore_proto::Error<E>,
     ) -> Self {
-        Error::Xenstore { op, path: path.to_owned(), detail: err.to_string() }
+        Error::Xenstore {
+            op,
+            path: path.to_owned(),
+            detail: err.to_string(),
+        }
     }
 }
 
@@ -59,7 +66,11 @@ impl fmt::Display for Error {
             Error::Xenstore { op, path, detail } => {
                 write!(f, "xenstore {op} of {path} failed: {detail}")
             }
-            Error::BadValue { path, value, expected } => {
+            Error::BadValue {
+                path,
+                value,
+                expected,
+            } => {
                 write!(f, "xenstore {path} is {value:?}, expected {expected}")
             }
             Error::Args(msg) => write!(f, "QEMU command line: {msg}"),

@@ -27,9 +27,17 @@ impl Layout {
         let vm_key = format!("/local/domain/{target}/vm");
         let vm = read_string(xs, &vm_key)?;
         if !vm.starts_with('/') {
-            return Err(Error::BadValue { path: vm_key, value: vm, expected: "an absolute path" });
+            return Err(Error::BadValue {
+                path: vm_key,
+                value: vm,
+                expected: "an absolute path",
+            });
         }
-        Ok(Layout { stubdom, target, vm })
+        Ok(Layout {
+            stubdom,
+            target,
+            vm,
+        })
     }
 
     /// Directory holding QEMU's arguments, one key per argument.
@@ -39,7 +47,10 @@ impl Layout {
 
     /// Our device-model directory for the target; writable by us, created by libxl.
     pub fn device_model(&self) -> String {
-        format!("/local/domain/{}/device-model/{}", self.stubdom, self.target)
+        format!(
+            "/local/domain/{}/device-model/{}",
+            self.stubdom, self.target
+        )
     }
 
     /// Where the QMP vchan server publishes its ring.
@@ -85,21 +96,18 @@ pub fn parse_domid(text: &str) -> Option<u32> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    text.parse::<u32>().ok().filter(|&d| d < DOMID_FIRST_RESERVED)
+    text.parse::<u32>()
+        .ok()
+        .filter(|&d| d < DOMID_FIRST_RESERVED)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xenstore_proto::testing::MemXenstore;
+    use crate::fixture::{libxl_store, VM};
 
-    fn store(stub: u32, target: u32) -> MemXenstore {
-        let xs = MemXenstore::new();
-        xs.write(&format!("/local/domain/{stub}/domid"), stub.to_string()).unwrap();
-        xs.write(&format!("/local/domain/{stub}/target"), target.to_string()).unwrap();
-        xs.write(&format!("/local/domain/{target}/vm"), "/vm/00000000-1111-2222-3333-444444444444")
-            .unwrap();
-        xs
+    fn store(_stub: u32, _target: u32) -> xenstore_proto::testing::MemXenstore {
+        libxl_store(&["-xen-domid", "2"])
     }
 
     #[test]
@@ -109,10 +117,17 @@ mod tests {
         let layout = Layout::discover(&mut client).unwrap();
         assert_eq!(
             layout,
-            Layout { stubdom: 3, target: 2, vm: "/vm/00000000-1111-2222-3333-444444444444".into() }
+            Layout {
+                stubdom: 3,
+                target: 2,
+                vm: VM.into()
+            }
         );
-        assert_eq!(layout.dm_argv(), "/vm/00000000-1111-2222-3333-444444444444/image/dm-argv");
-        assert_eq!(layout.qmp_vchan(), "/local/domain/3/device-model/2/qmp-vchan");
+        assert_eq!(layout.dm_argv(), format!("{VM}/image/dm-argv"));
+        assert_eq!(
+            layout.qmp_vchan(),
+            "/local/domain/3/device-model/2/qmp-vchan"
+        );
         assert_eq!(layout.state(), "/local/domain/3/device-model/2/state");
     }
 
@@ -147,6 +162,9 @@ mod tests {
         let xs = store(3, 2);
         xs.write("/local/domain/2/vm", "vm/abc").unwrap();
         let mut client = Client::new(xs.connect(3));
-        assert!(matches!(Layout::discover(&mut client), Err(Error::BadValue { .. })));
+        assert!(matches!(
+            Layout::discover(&mut client),
+            Err(Error::BadValue { .. })
+        ));
     }
 }

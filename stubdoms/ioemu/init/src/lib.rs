@@ -49,19 +49,30 @@ pub(crate) mod fixture {
             &[Perm::new(GUEST, Access::None)],
         )
         .unwrap();
-        xs.write(&format!("/local/domain/{STUB}/domid"), STUB.to_string()).unwrap();
-        xs.write(&format!("/local/domain/{STUB}/target"), GUEST.to_string()).unwrap();
+        xs.write(&format!("/local/domain/{STUB}/domid"), STUB.to_string())
+            .unwrap();
+        xs.write(&format!("/local/domain/{STUB}/target"), GUEST.to_string())
+            .unwrap();
         let argv = format!("{VM}/image/dm-argv");
         xs.mkdir(&argv).unwrap();
-        xs.set_perms(&argv, &[Perm::new(0, Access::None), Perm::new(STUB, Access::Read)])
-            .unwrap();
+        xs.set_perms(
+            &argv,
+            &[Perm::new(0, Access::None), Perm::new(STUB, Access::Read)],
+        )
+        .unwrap();
         for (i, arg) in args.iter().enumerate() {
             xs.write(&format!("{argv}/{:03}", i + 1), arg).unwrap();
         }
         let dm = format!("/local/domain/{STUB}/device-model/{GUEST}");
         xs.mkdir(&dm).unwrap();
-        xs.set_perms(&dm, &[Perm::new(STUB, Access::None), Perm::new(GUEST, Access::Read)])
-            .unwrap();
+        xs.set_perms(
+            &dm,
+            &[
+                Perm::new(STUB, Access::None),
+                Perm::new(GUEST, Access::Read),
+            ],
+        )
+        .unwrap();
         xs.set_target(STUB, GUEST);
         xs
     }

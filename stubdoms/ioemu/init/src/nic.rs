@@ -38,11 +38,19 @@ pub fn taps(args: &[String]) -> Vec<Tap> {
         }
         let opts = split_opts(&pair[1]);
         let get = |key: &str| opts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        let is_tap = get("type") == Some("tap") || opts.first().is_some_and(|(k, v)| k == "tap" && v.is_empty());
-        let Some(ifname) = get("ifname").filter(|_| is_tap) else { continue };
+        let is_tap = get("type") == Some("tap")
+            || opts
+                .first()
+                .is_some_and(|(k, v)| k == "tap" && v.is_empty());
+        let Some(ifname) = get("ifname").filter(|_| is_tap) else {
+            continue;
+        };
         let devid = devid_from_ifname(ifname).or_else(|| get("id").and_then(devid_from_netdev_id));
         if let Some(devid) = devid {
-            out.push(Tap { ifname: ifname.to_owned(), devid });
+            out.push(Tap {
+                ifname: ifname.to_owned(),
+                devid,
+            });
         }
     }
     out
@@ -120,8 +128,14 @@ mod tests {
         assert_eq!(
             taps,
             [
-                Tap { ifname: "vif2.0-emu".into(), devid: 0 },
-                Tap { ifname: "vif2.3-emu".into(), devid: 3 }
+                Tap {
+                    ifname: "vif2.0-emu".into(),
+                    devid: 0
+                },
+                Tap {
+                    ifname: "vif2.3-emu".into(),
+                    devid: 3
+                }
             ]
         );
         assert_eq!(taps[1].bridge(), "br3");
@@ -130,12 +144,24 @@ mod tests {
     #[test]
     fn falls_back_to_the_netdev_id() {
         let a = args(&["-netdev", "tap,id=net1,ifname=guesttap"]);
-        assert_eq!(taps(&a), [Tap { ifname: "guesttap".into(), devid: 1 }]);
+        assert_eq!(
+            taps(&a),
+            [Tap {
+                ifname: "guesttap".into(),
+                devid: 1
+            }]
+        );
     }
 
     #[test]
     fn ignores_taps_without_ifname_or_devid() {
-        let a = args(&["-netdev", "type=tap,id=net0", "-netdev", "type=tap,id=x,ifname=foo", "-netdev"]);
+        let a = args(&[
+            "-netdev",
+            "type=tap,id=net0",
+            "-netdev",
+            "type=tap,id=x,ifname=foo",
+            "-netdev",
+        ]);
         assert!(taps(&a).is_empty());
     }
 
@@ -162,7 +188,13 @@ mod tests {
         ] {
             assert_eq!(devid_from_ifname(name), want, "{name}");
         }
-        for (name, want) in [("vif-0", Some(0)), ("vif-12", Some(12)), ("vif-", None), ("vbd-1", None), ("vif-1a", None)] {
+        for (name, want) in [
+            ("vif-0", Some(0)),
+            ("vif-12", Some(12)),
+            ("vif-", None),
+            ("vbd-1", None),
+            ("vif-1a", None),
+        ] {
             assert_eq!(devid_from_xenbus_name(name), want, "{name}");
         }
     }

@@ -45,7 +45,9 @@ pub fn parse_line(line: &[u8]) -> Result<Incoming, Error> {
     let value: Value = serde_json::from_slice(line)
         .map_err(|e| Error::Qmp(format!("QEMU sent something that is not JSON ({e})")))?;
     let Value::Object(mut map) = value else {
-        return Err(Error::Qmp("QEMU sent a JSON value that is not an object".into()));
+        return Err(Error::Qmp(
+            "QEMU sent a JSON value that is not an object".into(),
+        ));
     };
     let id = map.get("id").and_then(Value::as_u64);
     if map.contains_key("QMP") {
@@ -55,10 +57,18 @@ pub fn parse_line(line: &[u8]) -> Result<Incoming, Error> {
     } else if let Some(value) = map.remove("return") {
         Ok(Incoming::Return { id, value })
     } else if let Some(err) = map.get("error") {
-        let desc = err.get("desc").and_then(Value::as_str).unwrap_or("no description");
-        Ok(Incoming::Failure { id, desc: desc.to_owned() })
+        let desc = err
+            .get("desc")
+            .and_then(Value::as_str)
+            .unwrap_or("no description");
+        Ok(Incoming::Failure {
+            id,
+            desc: desc.to_owned(),
+        })
     } else {
-        Err(Error::Qmp("QEMU sent an object that is no greeting, event or reply".into()))
+        Err(Error::Qmp(
+            "QEMU sent an object that is no greeting, event or reply".into(),
+        ))
     }
 }
 
@@ -73,13 +83,23 @@ pub struct Qmp<C> {
 impl<C: Channel> Qmp<C> {
     /// Negotiates capabilities on a fresh connection. `on_event` sees every event name.
     pub fn handshake(chan: C, on_event: Box<dyn FnMut(&str) + Send>) -> Result<Self, Error> {
-        let mut qmp = Qmp { chan, buf: Vec::new(), next_id: 1, on_event };
+        let mut qmp = Qmp {
+            chan,
+            buf: Vec::new(),
+            next_id: 1,
+            on_event,
+        };
         qmp.execute("qmp_capabilities", Value::Object(Map::new()), &[])?;
         Ok(qmp)
     }
 
     /// Runs `command` with `arguments`, passing `fds`, and returns its `return` value.
-    pub fn execute(&mut self, command: &str, arguments: Value, fds: &[RawFd]) -> Result<Value, Error> {
+    pub fn execute(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fds: &[RawFd],
+    ) -> Result<Value, Error> {
         let id = self.next_id;
         self.next_id += 1;
         let mut text = json!({ "execute": command, "arguments": arguments, "id": id }).to_string();
@@ -91,17 +111,30 @@ impl<C: Channel> Qmp<C> {
             match parse_line(&self.next_line()?)? {
                 Incoming::Greeting => {}
                 Incoming::Event(name) => (self.on_event)(&name),
-                Incoming::Return { id: Some(got), value } if got == id => return Ok(value),
-                Incoming::Failure { id: Some(got), desc } if got == id => {
-                    return Err(Error::Qmp(format!("{command} failed: {desc}")))
+                Incoming::Return {
+                    id: Some(got),
+                    value,
+                } if got == id => return Ok(value),
+                Incoming::Failure {
+                    id: Some(got),
+                    desc,
+                } if got == id => return Err(Error::Qmp(format!("{command} failed: {desc}"))),
+                other => {
+                    return Err(Error::Qmp(format!(
+                        "unexpected reply to {command}: {other:?}"
+                    )))
                 }
-                other => return Err(Error::Qmp(format!("unexpected reply to {command}: {other:?}"))),
             }
         }
     }
 
     /// `add-fd`: puts `fd` into a new fdset (or `fdset_id`) and returns the fdset's id.
-    pub fn add_fd(&mut self, fd: RawFd, fdset_id: Option<i64>, opaque: Option<&str>) -> Result<i64, Error> {
+    pub fn add_fd(
+        &mut self,
+        fd: RawFd,
+        fdset_id: Option<i64>,
+        opaque: Option<&str>,
+    ) -> Result<i64, Error> {
         let mut args = Map::new();
         if let Some(id) = fdset_id {
             args.insert("fdset-id".into(), id.into());
@@ -117,7 +150,8 @@ impl<C: Channel> Qmp<C> {
 
     /// `remove-fd`: removes a whole fdset.
     pub fn remove_fdset(&mut self, fdset_id: i64) -> Result<(), Error> {
-        self.execute("remove-fd", json!({ "fdset-id": fdset_id }), &[]).map(drop)
+        self.execute("remove-fd", json!({ "fdset-id": fdset_id }), &[])
+            .map(drop)
     }
 
     /// Reads further messages without sending anything (events while idle); returns
@@ -140,7 +174,8 @@ impl<C: Channel> Qmp<C> {
     }
 
     fn next_line(&mut self) -> Result<Vec<u8>, Error> {
-        self.read_line()?.ok_or_else(|| Error::Qmp("QEMU closed the monitor connection".into()))
+        self.read_line()?
+            .ok_or_else(|| Error::Qmp("QEMU closed the monitor connection".into()))
     }
 
     fn read_line(&mut self) -> Result<Option<Vec<u8>>, Error> {
@@ -201,7 +236,8 @@ mod tests {
             let id = cmd["id"].as_u64().unwrap_or(0);
             self.sent.push((cmd, fds.to_vec()));
             if let Some(reply) = self.replies.pop_front() {
-                self.out.extend(reply.replace("ID", &id.to_string()).bytes());
+                self.out
+                    .extend(reply.replace("ID", &id.to_string()).bytes());
             }
             Ok(())
         }
@@ -216,10 +252,15 @@ mod tests {
         }
     }
 
-    fn events() -> (Arc<Mutex<Vec<String>>>, Box<dyn FnMut(&str) + Send>) {
+    type EventSink = Box<dyn FnMut(&str) + Send>;
+
+    fn events() -> (Arc<Mutex<Vec<String>>>, EventSink) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        (seen, Box::new(move |name: &str| sink.lock().unwrap().push(name.to_owned())))
+        (
+            seen,
+            Box::new(move |name: &str| sink.lock().unwrap().push(name.to_owned())),
+        )
     }
 
     #[test]
@@ -240,10 +281,16 @@ mod tests {
 
     #[test]
     fn add_fd_with_opaque() {
-        let q = fake(&["{\"return\": {}, \"id\": ID}\n", "{\"return\": {\"fdset-id\": 4, \"fd\": 30}, \"id\": ID}\n"]);
+        let q = fake(&[
+            "{\"return\": {}, \"id\": ID}\n",
+            "{\"return\": {\"fdset-id\": 4, \"fd\": 30}, \"id\": ID}\n",
+        ]);
         let mut qmp = Qmp::handshake(q, events().1).unwrap();
         assert_eq!(qmp.add_fd(11, None, Some("stub-devid:5632")).unwrap(), 4);
-        assert_eq!(qmp.chan.sent[1].0["arguments"], json!({ "opaque": "stub-devid:5632" }));
+        assert_eq!(
+            qmp.chan.sent[1].0["arguments"],
+            json!({ "opaque": "stub-devid:5632" })
+        );
     }
 
     #[test]
@@ -254,7 +301,10 @@ mod tests {
         ]);
         let mut qmp = Qmp::handshake(q, events().1).unwrap();
         let err = qmp.remove_fdset(3).unwrap_err().to_string();
-        assert!(err.contains("remove-fd failed: File descriptor named"), "{err}");
+        assert!(
+            err.contains("remove-fd failed: File descriptor named"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -271,9 +321,24 @@ mod tests {
     fn classifies_lines() {
         let cases: &[(&str, Incoming)] = &[
             ("{\"QMP\": {}}", Incoming::Greeting),
-            ("{\"event\": \"STOP\", \"timestamp\": {}}", Incoming::Event("STOP".into())),
-            ("{\"return\": [], \"id\": 3}", Incoming::Return { id: Some(3), value: json!([]) }),
-            ("{\"error\": {\"desc\": \"no\"}}", Incoming::Failure { id: None, desc: "no".into() }),
+            (
+                "{\"event\": \"STOP\", \"timestamp\": {}}",
+                Incoming::Event("STOP".into()),
+            ),
+            (
+                "{\"return\": [], \"id\": 3}",
+                Incoming::Return {
+                    id: Some(3),
+                    value: json!([]),
+                },
+            ),
+            (
+                "{\"error\": {\"desc\": \"no\"}}",
+                Incoming::Failure {
+                    id: None,
+                    desc: "no".into(),
+                },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(&parse_line(line.as_bytes()).unwrap(), want, "{line}");

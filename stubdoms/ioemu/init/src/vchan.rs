@@ -126,13 +126,21 @@ impl Ring {
         // Ask the client to signal its first write, as libxenvchan does.
         page.u8(CLI_NOTIFY).store(NOTIFY_WRITE, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        Ring { page, role: Role::Server }
+        Ring {
+            page,
+            role: Role::Server,
+        }
     }
 
     /// Attaches to a page a server set up (tests play the client with this).
     pub fn attach_client(page: Page) -> Self {
         page.u8(CLI_LIVE).store(1, Ordering::SeqCst);
-        Ring { page, role: Role::Client }
+        // Like libxenvchan's client: ask the server to signal its first write.
+        page.u8(SRV_NOTIFY).store(NOTIFY_WRITE, Ordering::SeqCst);
+        Ring {
+            page,
+            role: Role::Client,
+        }
     }
 
     /// The peer's state.
@@ -150,7 +158,11 @@ impl Ring {
 
     /// Marks this end closed (`srv_live`/`cli_live` = 0); the caller then notifies.
     pub fn close(&self) {
-        let off = if self.role == Role::Server { SRV_LIVE } else { CLI_LIVE };
+        let off = if self.role == Role::Server {
+            SRV_LIVE
+        } else {
+            CLI_LIVE
+        };
         self.page.u8(off).store(0, Ordering::SeqCst);
     }
 
@@ -178,20 +190,30 @@ impl Ring {
     }
 
     fn request(&self, bit: u8) {
-        self.page.u8(self.notify_bytes().0).fetch_or(bit, Ordering::SeqCst);
+        self.page
+            .u8(self.notify_bytes().0)
+            .fetch_or(bit, Ordering::SeqCst);
     }
 
     /// Whether the peer asked to hear about `bit`; clears the request.
     fn peer_wants(&self, bit: u8) -> bool {
         fence(Ordering::SeqCst);
-        self.page.u8(self.notify_bytes().1).fetch_and(!bit, Ordering::SeqCst) & bit != 0
+        self.page
+            .u8(self.notify_bytes().1)
+            .fetch_and(!bit, Ordering::SeqCst)
+            & bit
+            != 0
     }
 
     /// Bytes waiting to be read. A peer that claims more than the ring holds is treated
     /// as having sent nothing: the channel stalls instead of reading out of bounds.
     pub fn readable(&self) -> usize {
         let (cons, prod, _, size) = self.read_ring();
-        let ready = self.page.u32(prod).load(Ordering::SeqCst).wrapping_sub(self.page.u32(cons).load(Ordering::SeqCst));
+        let ready = self
+            .page
+            .u32(prod)
+            .load(Ordering::SeqCst)
+            .wrapping_sub(self.page.u32(cons).load(Ordering::SeqCst));
         if ready > size {
             0
         } else {
@@ -202,7 +224,11 @@ impl Ring {
     /// Bytes that can be written now.
     pub fn writable(&self) -> usize {
         let (cons, prod, _, size) = self.write_ring();
-        let used = self.page.u32(prod).load(Ordering::SeqCst).wrapping_sub(self.page.u32(cons).load(Ordering::SeqCst));
+        let used = self
+            .page
+            .u32(prod)
+            .load(Ordering::SeqCst)
+            .wrapping_sub(self.page.u32(cons).load(Ordering::SeqCst));
         size.checked_sub(used).map_or(0, |free| free as usize)
     }
 
@@ -226,7 +252,9 @@ impl Ring {
             *b = self.page.u8(data + idx).load(Ordering::Relaxed);
         }
         fence(Ordering::SeqCst);
-        self.page.u32(cons_off).store(cons.wrapping_add(n as u32), Ordering::SeqCst);
+        self.page
+            .u32(cons_off)
+            .store(cons.wrapping_add(n as u32), Ordering::SeqCst);
         (n, self.peer_wants(NOTIFY_READ))
     }
 
@@ -250,7 +278,9 @@ impl Ring {
             self.page.u8(ring + idx).store(b, Ordering::Relaxed);
         }
         fence(Ordering::SeqCst);
-        self.page.u32(prod_off).store(prod.wrapping_add(n as u32), Ordering::SeqCst);
+        self.page
+            .u32(prod_off)
+            .store(prod.wrapping_add(n as u32), Ordering::SeqCst);
         (n, self.peer_wants(NOTIFY_WRITE))
     }
 
@@ -281,8 +311,7 @@ mod tests {
     #[test]
     fn layout_matches_libxenvchan() {
         let mut mem = Mem([0xaa; PAGE_SIZE]);
-        let (server, _client) = pair(&mut mem);
-        drop(server);
+        let (_server, _client) = pair(&mut mem);
         assert_eq!(&mem.0[16..20], &[10, 0, 11, 0], "orders");
         assert_eq!(mem.0[SRV_LIVE], 1);
         assert_eq!(mem.0[CLI_LIVE], 1, "client attached");
@@ -331,7 +360,11 @@ mod tests {
     fn full_ring_takes_what_fits_and_asks_for_a_read_notification() {
         let mut mem = Mem([0; PAGE_SIZE]);
         let (server, client) = pair(&mut mem);
-        assert_eq!(server.write(&[1; 3000]), (2048, false));
+        assert_eq!(
+            server.write(&[1; 3000]),
+            (2048, true),
+            "first write is signalled"
+        );
         assert_eq!(server.write(&[2; 10]), (0, false));
         // The client reads: the server asked to hear about it.
         let mut buf = [0u8; 100];
@@ -350,7 +383,11 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(server.read(&mut buf).0, 2);
         assert_eq!(server.read(&mut buf), (0, false));
-        assert_eq!(client.write(b"c"), (1, true), "empty read re-armed the request");
+        assert_eq!(
+            client.write(b"c"),
+            (1, true),
+            "empty read re-armed the request"
+        );
     }
 
     #[test]

@@ -1,0 +1,649 @@
+//! The `ioemu` kind: the Linux device-model stub domain of libxl (`qemu-stubdom-linux-kernel`
+//! and `qemu-stubdom-linux-rootfs`). Three parts, one build:
+//!
+//! - the kernel: upstream Linux from Debian's orig tarball, `allnoconfig` plus the recipe's
+//!   `linux.config` fragment, a gzip bzImage (the variant's first extra file);
+//! - QEMU: Debian's source with its patch series (the 7.2 stable series), configured with the
+//!   recipe's `qemu-configure.args`, against the pinned `libxen-dev`;
+//! - the rootfs (the variant's file): the Rust `/init` (`stubdoms/ioemu/init`, static), QEMU,
+//!   the libraries its ELF headers name (from the pinned runtime packages, never the host's),
+//!   and the option ROMs, as a deterministic cpio.gz.
+//!
+//! Reproducible because: source and build paths are mapped out of every object
+//! (`-ffile-prefix-map`, `--remap-path-prefix`), Kbuild's user, host and time are fixed,
+//! QEMU is stripped, and the rootfs is written by the project's own cpio writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use stubdoms_archive::{ExtractOptions, Format, Tree};
+
+use super::Job;
+use crate::cache::Cache;
+use crate::elfdeps::Union;
+use crate::fsx;
+use crate::lock::Blob;
+use crate::variant::Variant;
+
+/// Bumped when the way a source tree is prepared changes (the trees are kept in the cache).
+const PREPARE: &str = "ioemu-prepare-1";
+/// Bumped when the way the kernel or QEMU is built changes: each is kept in the cache under
+/// a key of its own inputs, so a change to the init or the rootfs does not rebuild them.
+const PARTS: &str = "ioemu-parts-1";
+/// QEMU's path inside the rootfs; the init starts it from there.
+const QEMU: &str = "/usr/bin/qemu-system-i386";
+/// Option ROMs QEMU loads from its firmware path (`--firmwarepath=/usr/share/qemu`):
+/// (name in the rootfs, package, path in the package).
+const ROMS: &[(&str, &str, &str)] = &[
+    (
+        "vgabios-stdvga.bin",
+        "seabios",
+        "/usr/share/seabios/vgabios-stdvga.bin",
+    ),
+    (
+        "vgabios-cirrus.bin",
+        "seabios",
+        "/usr/share/seabios/vgabios-cirrus.bin",
+    ),
+    (
+        "efi-rtl8139.rom",
+        "ipxe-qemu",
+        "/usr/lib/ipxe/qemu/efi-rtl8139.rom",
+    ),
+    (
+        "efi-e1000.rom",
+        "ipxe-qemu",
+        "/usr/lib/ipxe/qemu/efi-e1000.rom",
+    ),
+];
+/// The pinned packages whose headers and libraries QEMU is compiled and linked against.
+const XEN_DEV: &[&str] = &[
+    "libxen-dev",
+    "libxencall1",
+    "libxendevicemodel1",
+    "libxenevtchn1",
+    "libxenforeignmemory1",
+    "libxengnttab1",
+    "libxenmisc4.17",
+    "libxenstore4",
+    "libxentoolcore1",
+    "libxentoollog1",
+];
+
+pub fn build(job: &Job) -> Result<()> {
+    if job.variant != Variant::X86_64Pv {
+        bail!(
+            "the ioemu stub domain is a 64-bit PV guest: it builds x86_64-pv only, not {}",
+            job.variant
+        );
+    }
+    let [kernel_name] = job.extra_files else {
+        bail!(
+            "{}: the ioemu variant installs the rootfs as `file` and the kernel as its one `extra-files` entry",
+            job.recipe.manifest.display()
+        );
+    };
+    let debs = Debs::new(job)?;
+    let orig = source_blob(job, "linux", ".orig.tar.xz")?;
+    let fragment = read(&job.recipe.dir.join("linux.config"))?;
+    let kernel = part(
+        job,
+        "linux",
+        &[&orig.sha256, &fragment, &tool_versions(&["cc", "make"])?],
+        || build_kernel(job),
+    )?;
+    fsx::copy_atomic(&kernel, &job.extra_output(kernel_name)?)?;
+    let mut qemu_key = vec![
+        read(&job.recipe.dir.join("qemu-configure.args"))?,
+        super::key::tree_hash(&job.recipe.dir.join("patches"))?,
+    ];
+    for b in &job.inputs {
+        if b.label.starts_with("source qemu ")
+            || XEN_DEV
+                .iter()
+                .any(|d| b.label.starts_with(&format!("deb {d} ")))
+        {
+            qemu_key.push(b.sha256.clone());
+        }
+    }
+    qemu_key.push(tool_versions(&["cc", "ninja", "meson", "strip"])?);
+    qemu_key.push(pkg_config_versions()?);
+    let qemu_key: Vec<&str> = qemu_key.iter().map(String::as_str).collect();
+    let qemu = part(job, "qemu", &qemu_key, || build_qemu(job, &debs))?;
+    let init = build_init(job)?;
+    let rootfs = rootfs(job, &debs, &qemu, &init)?;
+    fsx::write_atomic(&job.output(), &rootfs)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `--version` of each tool, for the part keys (the build key has them too).
+fn tool_versions(tools: &[&str]) -> Result<String> {
+    let mut out = String::new();
+    for t in tools {
+        let o = Command::new(t)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running `{t} --version`"))?;
+        out += &String::from_utf8_lossy(&o.stdout);
+    }
+    Ok(out)
+}
+
+fn pkg_config_versions() -> Result<String> {
+    let o = Command::new("pkg-config")
+        .args(["--modversion", "glib-2.0", "pixman-1"])
+        .output()
+        .context("running pkg-config")?;
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// One built part (the kernel or QEMU), kept in the cache under a key of what decides its
+/// bytes; `make` builds it (in the staging folder) when no stored copy exists.
+fn part(
+    job: &Job,
+    name: &str,
+    key: &[&str],
+    make: impl FnOnce() -> Result<PathBuf>,
+) -> Result<PathBuf> {
+    let mut h = Sha256::new();
+    for k in [PARTS, name, &job.epoch.to_string()]
+        .into_iter()
+        .chain(key.iter().copied())
+    {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k);
+    }
+    let dir = job
+        .cache
+        .root()
+        .join("parts")
+        .join(format!("ioemu-{name}-{:x}", h.finalize()));
+    let stored = dir.join(name);
+    if !job.fresh && stored.is_file() {
+        crate::ui::step(&format!("ioemu: {name} up to date ({})", dir.display()));
+        return Ok(stored);
+    }
+    let started = std::time::Instant::now();
+    let built = make()?;
+    crate::ui::step(&format!(
+        "ioemu: {name} built in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    let tmp = fsx::partial_path(&dir);
+    fsx::remove_dir_if_exists(&tmp)?;
+    std::fs::create_dir_all(&tmp)?;
+    fsx::copy_atomic(&built, &tmp.join(name))?;
+    fsx::remove_dir_if_exists(&dir)?;
+    std::fs::rename(&tmp, &dir).with_context(|| format!("storing {}", dir.display()))?;
+    Ok(stored)
+}
+
+/// The recipe's binary packages, unpacked, by name.
+struct Debs {
+    roots: BTreeMap<String, PathBuf>,
+}
+
+impl Debs {
+    fn new(job: &Job) -> Result<Debs> {
+        let mut roots = BTreeMap::new();
+        for input in &job.recipe.inputs {
+            if let crate::lock::Resolved::Debs(debs) = job.ws.lock.resolve(input)? {
+                for d in debs {
+                    roots.insert(d.name.clone(), job.cache.unpacked_deb(&d.blob()?)?);
+                }
+            }
+        }
+        Ok(Debs { roots })
+    }
+
+    fn root(&self, name: &str) -> Result<&Path> {
+        self.roots.get(name).map(PathBuf::as_path).with_context(|| {
+            format!("the ioemu recipe needs the package `{name}` among its inputs")
+        })
+    }
+}
+
+/// The source blob whose file name ends in `suffix`, from the source package `package`.
+fn source_blob<'a>(job: &'a Job, package: &str, suffix: &str) -> Result<&'a Blob> {
+    let prefix = format!("source {package} ");
+    job.inputs
+        .iter()
+        .find(|b| b.label.starts_with(&prefix) && b.path.ends_with(suffix))
+        .with_context(|| format!("the ioemu recipe needs `src:{package}` (no *{suffix} pinned)"))
+}
+
+/// A source tree in the cache under a key of its inputs, made once by `make` and shared by
+/// every build (and both builds of `repro`): builds only read it.
+fn prepared(
+    cache: &Cache,
+    name: &str,
+    key: &[&str],
+    make: impl Fn(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let mut h = Sha256::new();
+    h.update(PREPARE);
+    for k in key {
+        h.update(k);
+    }
+    let dir = cache
+        .root()
+        .join("prepared")
+        .join(format!("{name}-{}", &format!("{:x}", h.finalize())[..16]));
+    let src = dir.join("src");
+    if dir.is_dir() {
+        return Ok(src);
+    }
+    crate::ui::step(&format!("ioemu: preparing the {name} source"));
+    let tmp = fsx::partial_path(&dir);
+    fsx::remove_dir_if_exists(&tmp)?;
+    std::fs::create_dir_all(&tmp)?;
+    if let Err(e) = make(&tmp.join("src")) {
+        let _ = fsx::remove_dir_if_exists(&tmp);
+        return Err(e);
+    }
+    if dir.is_dir() {
+        fsx::remove_dir_if_exists(&tmp)?;
+    } else {
+        std::fs::rename(&tmp, &dir)?;
+    }
+    Ok(src)
+}
+
+const STRIP_TOP: ExtractOptions = ExtractOptions {
+    strip_components: 1,
+    compression: None,
+};
+
+fn jobs() -> String {
+    format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    )
+}
+
+/// The kernel: allnoconfig + `linux.config`, out of tree; returns the bzImage.
+fn build_kernel(job: &Job) -> Result<PathBuf> {
+    let orig = source_blob(job, "linux", ".orig.tar.xz")?;
+    let src = prepared(job.cache, "linux", &[&orig.sha256], |src| {
+        stubdoms_archive::extract_tarball(&job.cache.get(orig)?, src, &STRIP_TOP)?;
+        Ok(())
+    })?;
+    let out = job.staging.join("linux");
+    std::fs::create_dir_all(&out)?;
+    let fragment = job.recipe.dir.join("linux.config");
+    let env = |c: &mut Command| {
+        c.current_dir(&src)
+            .env("ARCH", "x86_64")
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01 00:00:00 UTC")
+            .env("KBUILD_BUILD_USER", "stubdoms")
+            .env("KBUILD_BUILD_HOST", "stubdoms")
+            .env("KBUILD_BUILD_VERSION", "1")
+            .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
+            .env_remove("CFLAGS")
+            .env_remove("KCFLAGS")
+            .env_remove("MAKEFLAGS");
+    };
+    // `-n`: the fragment applies on top of allnoconfig; the script reports every requested
+    // value that did not survive (a dependency missing from the fragment).
+    let mut merge = Command::new(src.join("scripts/kconfig/merge_config.sh"));
+    env(&mut merge);
+    merge
+        .env("KCONFIG_CONFIG", out.join(".config"))
+        .args(["-n", "-O"])
+        .arg(&out)
+        .arg(&fragment);
+    run(&mut merge, &job.staging, "linux merge_config")?;
+    let log = std::fs::read_to_string(job.staging.join("linux_merge_config.log"))?;
+    let lost: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not in final") || l.starts_with("Requested value"))
+        .collect();
+    if !lost.is_empty() {
+        bail!(
+            "{}: these settings did not make it into the kernel configuration (a dependency is missing):\n{}",
+            fragment.display(),
+            lost.join("\n")
+        );
+    }
+    let mut make = Command::new("make");
+    env(&mut make);
+    make.arg(format!("O={}", out.display()))
+        .arg(format!(
+            "KCFLAGS=-ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/build/",
+            src.display(),
+            out.display()
+        ))
+        .arg(jobs())
+        .arg("bzImage");
+    run(&mut make, &job.staging, "linux make")?;
+    Ok(out.join("arch/x86/boot/bzImage"))
+}
+
+/// QEMU's source: the orig tarball with Debian's patch series applied in order.
+fn qemu_source(job: &Job) -> Result<PathBuf> {
+    let orig = source_blob(job, "qemu", ".orig.tar.xz")?;
+    let debian = source_blob(job, "qemu", ".debian.tar.xz")?;
+    let ours = own_patches(job)?;
+    let patches_key = super::key::tree_hash(&job.recipe.dir.join("patches"))?;
+    prepared(
+        job.cache,
+        "qemu",
+        &[&orig.sha256, &debian.sha256, &patches_key],
+        |src| {
+            stubdoms_archive::extract_tarball(&job.cache.get(orig)?, src, &STRIP_TOP)?;
+            stubdoms_archive::extract_tarball(
+                &job.cache.get(debian)?,
+                &src.join("debian"),
+                &STRIP_TOP,
+            )?;
+            let series = std::fs::read_to_string(src.join("debian/patches/series"))?;
+            for p in series_entries(&series) {
+                let mut c = Command::new("patch");
+                c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
+                    .arg(src.join("debian/patches").join(p))
+                    .current_dir(src);
+                run(&mut c, &job.staging, &format!("qemu patch {p}"))?;
+            }
+            for p in &ours {
+                let mut c = Command::new("patch");
+                c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
+                    .arg(p)
+                    .current_dir(src);
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                run(&mut c, &job.staging, &format!("qemu patch {name}"))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The recipe's own QEMU patches (`patches/*.patch`), applied after Debian's in name order.
+fn own_patches(job: &Job) -> Result<Vec<PathBuf>> {
+    let dir = job.recipe.dir.join("patches");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Patch names of a quilt `series` file, in order (comments, blank lines and options out).
+fn series_entries(series: &str) -> Vec<&str> {
+    series
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+/// Arguments of `qemu-configure.args`: one a line, `#` comments.
+fn configure_args(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// QEMU, configured with the recipe's arguments, compiled against the pinned Xen headers
+/// and libraries; returns the stripped binary.
+fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
+    let src = qemu_source(job)?;
+    let sysroot = xen_sysroot(job, debs)?;
+    let build = job.staging.join("qemu");
+    std::fs::create_dir_all(&build)?;
+    let libdir = sysroot.join("usr/lib/x86_64-linux-gnu");
+    let args_file = job.recipe.dir.join("qemu-configure.args");
+    let args_text = std::fs::read_to_string(&args_file)
+        .with_context(|| format!("reading {}", args_file.display()))?;
+    let env = |c: &mut Command| {
+        c.current_dir(&build)
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
+            .env(
+                "PKG_CONFIG_PATH",
+                std::env::join_paths([libdir.join("pkgconfig")]).context("the Xen sysroot path")?,
+            )
+            .env_remove("CFLAGS")
+            .env_remove("LDFLAGS")
+            .env_remove("CPPFLAGS");
+        Ok::<_, anyhow::Error>(())
+    };
+    let mut configure = Command::new(src.join("configure"));
+    env(&mut configure)?;
+    configure
+        .args(configure_args(&args_text))
+        .arg(format!(
+            "--extra-cflags=-ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/build/ -ffile-prefix-map={}/=/sysroot/",
+            src.display(),
+            build.display(),
+            sysroot.display()
+        ))
+        .arg(format!("--extra-ldflags=-Wl,-rpath-link,{}", libdir.display()));
+    run(&mut configure, &job.staging, "qemu configure")?;
+    let mut ninja = Command::new("ninja");
+    env(&mut ninja)?;
+    ninja.arg(jobs()).arg("qemu-system-i386");
+    run(&mut ninja, &job.staging, "qemu ninja")?;
+    let stripped = job.staging.join("qemu-system-i386");
+    let mut strip = Command::new("strip");
+    strip
+        .arg("--strip-all")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(build.join("qemu-system-i386"));
+    run(&mut strip, &job.staging, "qemu strip")?;
+    Ok(stripped)
+}
+
+/// The pinned Xen headers and libraries as one tree (the development symlinks of
+/// `libxen-dev` point into the runtime packages), with pkg-config files that point into it.
+fn xen_sysroot(job: &Job, debs: &Debs) -> Result<PathBuf> {
+    let sysroot = job.staging.join("xen-sysroot");
+    for name in XEN_DEV {
+        let mut cp = Command::new("cp");
+        cp.args(["-a", "--no-preserve=ownership"])
+            .arg(debs.root(name)?.join("usr"))
+            .arg(&sysroot);
+        std::fs::create_dir_all(&sysroot)?;
+        run(&mut cp, &job.staging, &format!("sysroot {name}"))?;
+    }
+    let pc_dir = sysroot.join("usr/lib/x86_64-linux-gnu/pkgconfig");
+    let usr = format!("={}/usr", sysroot.display());
+    for entry in std::fs::read_dir(&pc_dir)
+        .with_context(|| format!("libxen-dev has no {}", pc_dir.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pc") {
+            let text = std::fs::read_to_string(&path)?;
+            let text: Vec<String> = text.lines().map(|l| rebase_pc_line(l, &usr)).collect();
+            // The files are read-only copies of the package's.
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, text.join("\n") + "\n")?;
+        }
+    }
+    Ok(sysroot)
+}
+
+/// A pkg-config variable that names an absolute `/usr` path (`libdir=/usr/lib/...`) gets the
+/// sysroot in front (`=` + sysroot + `/usr` in `usr`); other lines stay.
+fn rebase_pc_line(line: &str, usr: &str) -> String {
+    match line.split_once("=/usr") {
+        Some((var, rest))
+            if !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            format!("{var}{usr}{rest}")
+        }
+        _ => line.to_string(),
+    }
+}
+
+/// The Rust `/init`: a static glibc binary, paths mapped out.
+fn build_init(job: &Job) -> Result<PathBuf> {
+    const TARGET: &str = "x86_64-unknown-linux-gnu";
+    let root = &job.ws.root;
+    let target_dir = if job.fresh {
+        job.staging.join("cargo")
+    } else {
+        job.ws.target.join("ioemu-init")
+    };
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let flags = [
+        "-C target-feature=+crt-static".to_string(),
+        format!("--remap-path-prefix={}=/src", root.display()),
+        format!(
+            "--remap-path-prefix={}=/cargo",
+            cargo_home.join("registry/src").display()
+        ),
+    ];
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.args([
+        "build",
+        "--profile",
+        "image",
+        "--target",
+        TARGET,
+        "-p",
+        "ioemu-init",
+    ])
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(root)
+    .env("RUSTFLAGS", flags.join(" "))
+    .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .env_remove("STUBRT_IMAGE");
+    // Not on `repro`'s shifted clock: rustc hangs under libfaketime.
+    run_logged(&mut c, &job.staging, "init cargo")?;
+    Ok(target_dir.join(TARGET).join("image/ioemu-init"))
+}
+
+/// The rootfs: `/init`, QEMU and what it loads, the ROMs, and the few nodes the kernel
+/// needs before devtmpfs is mounted.
+fn rootfs(job: &Job, debs: &Debs, qemu: &Path, init: &Path) -> Result<Vec<u8>> {
+    // QEMU joins the packages as one more root, so its libraries resolve like theirs.
+    let built = job.staging.join("built");
+    let qemu_in = built.join(QEMU.trim_start_matches('/'));
+    std::fs::create_dir_all(qemu_in.parent().context("QEMU path")?)?;
+    fsx::copy_atomic(qemu, &qemu_in)?;
+    let mut roots = debs.roots.clone();
+    roots.insert(" built".to_string(), built);
+    let union = Union::new(roots);
+    let mut wanted = BTreeSet::new();
+    union.closure(QEMU, &mut wanted)?;
+    // glibc loads libgcc_s at run time (thread cancellation): QEMU's threads need it.
+    union.closure("/lib/x86_64-linux-gnu/libgcc_s.so.1", &mut wanted)?;
+
+    let mut tree = Tree::new();
+    for d in ["dev", "proc", "sys", "run", "tmp", "usr/share/qemu"] {
+        tree.add_dir(d, 0o755)?;
+    }
+    tree.add_char_dev("dev/console", 5, 1, 0o600)?;
+    tree.add_host_file("init", init, 0o755)?;
+    for path in &wanted {
+        if path == QEMU {
+            tree.add_host_file(QEMU.trim_start_matches('/'), &qemu_in, 0o755)?;
+        } else {
+            union.add_to(&mut tree, path)?;
+        }
+    }
+    for (name, package, path) in ROMS {
+        let host = union.file(package, path)?;
+        tree.add_host_file(&format!("usr/share/qemu/{name}"), host, 0o644)?;
+    }
+    tree.to_bytes(Format::CpioGz, job.epoch)
+        .context("writing the rootfs")
+}
+
+/// Runs a C-world build step on `repro`'s shifted clock (see [`run_logged`]).
+fn run(cmd: &mut Command, dir: &Path, what: &str) -> Result<()> {
+    run_logged(super::shifted_clock(cmd)?, dir, what)
+}
+
+/// Runs a build step with its output in `<dir>/<what>.log`; on failure shows the end of it.
+fn run_logged(cmd: &mut Command, dir: &Path, what: &str) -> Result<()> {
+    let log = dir.join(format!("{}.log", what.replace([' ', '/'], "_")));
+    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let status = cmd
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        bail!(
+            "{what} failed ({status}); last lines:\n{}\nfull log: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_keeps_patch_names_in_order() {
+        let series = "# upstream\nv7.2.1.diff\n\nv7.2.2.diff -p1\n  # gone.diff\nfix.patch # why\n";
+        assert_eq!(
+            series_entries(series),
+            ["v7.2.1.diff", "v7.2.2.diff", "fix.patch"]
+        );
+    }
+
+    #[test]
+    fn pc_variables_move_into_the_sysroot() {
+        let usr = "=/s/usr";
+        let cases = [
+            ("prefix=/usr", "prefix=/s/usr"),
+            (
+                "libdir=/usr/lib/x86_64-linux-gnu",
+                "libdir=/s/usr/lib/x86_64-linux-gnu",
+            ),
+            ("includedir=/usr/include", "includedir=/s/usr/include"),
+            ("Libs: -L${libdir} -lxenctrl", "Libs: -L${libdir} -lxenctrl"),
+            ("Cflags: -I=/usr", "Cflags: -I=/usr"),
+            ("Name: Xencontrol", "Name: Xencontrol"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(rebase_pc_line(line, usr), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn configure_args_skip_comments_and_blank_lines() {
+        let text = "# comment\n--target-list=i386-softmmu\n\n  --enable-xen  \n#--enable-kvm\n";
+        assert_eq!(
+            configure_args(text),
+            ["--target-list=i386-softmmu", "--enable-xen"]
+        );
+    }
+
+    /// The recipe's configure arguments name the one target the init starts.
+    #[test]
+    fn recipe_builds_the_binary_the_init_starts() {
+        let text = include_str!("../../../stubdoms/ioemu/qemu-configure.args");
+        assert!(configure_args(text).contains(&"--target-list=i386-softmmu"));
+        let init = include_str!("../../../stubdoms/ioemu/init/src/main.rs");
+        assert!(init.contains(QEMU), "the init must start {QEMU}");
+    }
+}
