@@ -13,10 +13,12 @@ pub fn run(ws: &Workspace) -> Result<()> {
                 .iter()
                 .filter(|t| t.variant == *variant)
                 .count();
+            let mut files = vec![out.file.clone()];
+            files.extend(out.extra_files.iter().cloned());
             println!(
                 "    {:<11} target/images/{variant}/{}  ({tests} boot test{})",
                 variant.as_str(),
-                out.file,
+                files.join(" + "),
                 if tests == 1 { "" } else { "s" }
             );
         }

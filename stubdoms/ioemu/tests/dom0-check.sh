@@ -27,23 +27,26 @@ fail() {
   for f in /var/log/xen/*.log; do sed "s|^|$(basename "$f"): |" "$f"; done
   exit 1
 }
+# The scenario's timeout sends TERM: show the logs before going.
+trap 'fail "terminated by the scenario timeout"' TERM
 destroyed=
 
 stub_id() { stub=$(xenstore-read "/local/domain/$DOMID/image/device-model-domid" 2>/dev/null); }
-wait_for 120 stub_id || fail "no stub domain for domain $DOMID"
+wait_for 60 stub_id || fail "no stub domain for domain $DOMID"
 echo "stub domain $stub for guest $DOMID"
 
 dm=/local/domain/$stub/device-model/$DOMID
 is_running() { [ "$(xenstore-read "$dm/state" 2>/dev/null)" = running ]; }
-wait_for 120 is_running || fail "$dm/state is '$(xenstore-read "$dm/state" 2>&1)'"
+wait_for 90 is_running || fail "$dm/state is '$(xenstore-read "$dm/state" 2>&1)'"
 echo "device model state running after $(since) s"
 xl list | awk -v n="$NAME-dm" '$1 == n { print "stub domain memory " $3 " MiB, vcpus " $4 }'
 
-# SeaBIOS writes its log to Xen's debug port (the hypervisor's console, `xl dmesg`); it
-# reaches its end only after probing the PCI devices, option ROMs and disks QEMU emulates.
-seabios_done() { xl dmesg | grep "(d$DOMID)" | grep -q -e "No bootable device" -e "Booting from"; }
-wait_for 120 seabios_done || fail "SeaBIOS did not finish: $(xl dmesg | grep "(d$DOMID)" | tail -n 3)"
-xl dmesg | grep "(d$DOMID)" | grep -e "HVM Loader" -e "SeaBIOS (version" -e "Booting from" -e "No bootable device" | sed 's/^.*(d[0-9]*) //' | sort -u
+# SeaBIOS logs to Xen's debug port (the runner matches those `(dN)` lines on the
+# hypervisor console against `expect`). Give it the time to probe the devices QEMU emulates
+# before destroying the guest: wait for its last line in `xl dmesg`, at most 60 s (xl
+# dmesg is not reliable beside a running xl create here, so a miss is not a failure).
+seabios_done() { xl dmesg 2>/dev/null | grep "(d$DOMID)" | grep -q -e "Press ESC" -e "No bootable device" -e "Booting from"; }
+if wait_for 60 seabios_done; then echo "seabios done after $(since) s"; else echo "seabios: not seen in xl dmesg"; fi
 
 # QMP through vchan-socket-proxy: xl sends human-monitor-command, which runs query-status.
 echo "qmp: $(xl qemu-monitor-command "$DOMID" 'info status' 2>&1)"

@@ -142,6 +142,7 @@ if [ -z "$domid" ]; then
   echo "@@STUBDOMS create-failed"
 {cleanup}  exit 1
 fi
+echo "@@STUBDOMS domid $domid"
 {check_start}state=
 while :; do
   state=$(xl list {name} 2>/dev/null | awk 'NR==2 {{print $5}}')
@@ -253,6 +254,7 @@ timeout = 99
         );
         assert!(run.contains("\"@@C \""), "{run}");
         assert!(run.contains("kill -0 $k 2>/dev/null || break"), "{run}");
+        assert!(run.contains("echo \"@@STUBDOMS domid $domid\""), "{run}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

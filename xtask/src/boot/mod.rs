@@ -596,6 +596,15 @@ fn run_batch(
             } else if let (Some(r), Some(c)) = (current.as_mut(), line.strip_prefix("@@C ")) {
                 r.dom0.feed(c, r.started.elapsed());
                 r.tail.push(&format!("dom0-check: {c}"));
+            } else if let Some((r, g)) = current
+                .as_mut()
+                .and_then(|r| r.debug_prefix.clone().map(|p| (r, p)))
+                .and_then(|(r, p)| line.strip_prefix(p.as_str()).map(|g| (r, g.to_string())))
+            {
+                // Xen prints what the guest writes to its debug port (hvmloader, SeaBIOS)
+                // as `(dN) text` on its own console: part of the guest's console.
+                r.checker.feed(&g, r.started.elapsed());
+                r.tail.push(&g);
             } else if let Some(r) = current.as_mut() {
                 r.tail.push(&line);
             }
@@ -612,6 +621,7 @@ fn run_batch(
                     s,
                     checker: Checker::new(&s.test.expect, &s.test.forbid),
                     dom0: Checker::new(&s.test.dom0_expect, &[]),
+                    debug_prefix: None,
                     started: Instant::now(),
                     tail: Tail::default(),
                     state: None,
@@ -620,6 +630,11 @@ fn run_batch(
                     create_failed: false,
                 });
                 deadline = Instant::now() + Duration::from_secs(s.test.timeout) + SLACK;
+            }
+            (Some("domid"), Some(id)) => {
+                if let Some(r) = current.as_mut() {
+                    r.debug_prefix = Some(format!("(d{id}) "));
+                }
             }
             (Some("state"), st) => {
                 if let Some(r) = current.as_mut() {
@@ -680,6 +695,8 @@ struct Running<'a> {
     checker: Checker<'a>,
     /// The dom0 check script's lines against `dom0-expect`.
     dom0: Checker<'a>,
+    /// `(dN) `: how Xen's console prefixes the guest's debug-port output.
+    debug_prefix: Option<String>,
     started: Instant,
     tail: Tail,
     state: Option<String>,
@@ -735,7 +752,7 @@ impl Tail {
         if self.0.len() == 30 {
             self.0.pop_front();
         }
-        self.0.push_back(line.to_string());
+        self.0.push_back(check::strip_escapes(line));
     }
 }
 
