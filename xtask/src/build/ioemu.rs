@@ -300,7 +300,7 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
         .args(["-n", "-O"])
         .arg(&out)
         .arg(&fragment);
-    run(&mut merge, &job.staging, "linux merge_config")?;
+    super::run_step(&mut merge, &job.staging, "linux merge_config")?;
     let log = std::fs::read_to_string(job.staging.join("linux_merge_config.log"))?;
     let lost: Vec<&str> = log
         .lines()
@@ -323,7 +323,7 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
         ))
         .arg(jobs())
         .arg("bzImage");
-    run(&mut make, &job.staging, "linux make")?;
+    super::run_step(&mut make, &job.staging, "linux make")?;
     Ok(out.join("arch/x86/boot/bzImage"))
 }
 
@@ -350,7 +350,7 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
                 c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
                     .arg(src.join("debian/patches").join(p))
                     .current_dir(src);
-                run(&mut c, &job.staging, &format!("qemu patch {p}"))?;
+                super::run_step(&mut c, &job.staging, &format!("qemu patch {p}"))?;
             }
             for p in &ours {
                 let mut c = Command::new("patch");
@@ -358,7 +358,7 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
                     .arg(p)
                     .current_dir(src);
                 let name = p.file_name().unwrap_or_default().to_string_lossy();
-                run(&mut c, &job.staging, &format!("qemu patch {name}"))?;
+                super::run_step(&mut c, &job.staging, &format!("qemu patch {name}"))?;
             }
             Ok(())
         },
@@ -432,11 +432,11 @@ fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
             sysroot.display()
         ))
         .arg(format!("--extra-ldflags=-Wl,-rpath-link,{}", libdir.display()));
-    run(&mut configure, &job.staging, "qemu configure")?;
+    super::run_step(&mut configure, &job.staging, "qemu configure")?;
     let mut ninja = Command::new("ninja");
     env(&mut ninja)?;
     ninja.arg(jobs()).arg("qemu-system-i386");
-    run(&mut ninja, &job.staging, "qemu ninja")?;
+    super::run_step(&mut ninja, &job.staging, "qemu ninja")?;
     let stripped = job.staging.join("qemu-system-i386");
     let mut strip = Command::new("strip");
     strip
@@ -444,7 +444,7 @@ fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
         .arg("-o")
         .arg(&stripped)
         .arg(build.join("qemu-system-i386"));
-    run(&mut strip, &job.staging, "qemu strip")?;
+    super::run_step(&mut strip, &job.staging, "qemu strip")?;
     Ok(stripped)
 }
 
@@ -458,7 +458,7 @@ fn xen_sysroot(job: &Job, debs: &Debs) -> Result<PathBuf> {
             .arg(debs.root(name)?.join("usr"))
             .arg(&sysroot);
         std::fs::create_dir_all(&sysroot)?;
-        run(&mut cp, &job.staging, &format!("sysroot {name}"))?;
+        super::run_step(&mut cp, &job.staging, &format!("sysroot {name}"))?;
     }
     let pc_dir = sysroot.join("usr/lib/x86_64-linux-gnu/pkgconfig");
     let usr = format!("={}/usr", sysroot.display());
@@ -530,7 +530,7 @@ fn build_init(job: &Job) -> Result<PathBuf> {
     .env_remove("CARGO_ENCODED_RUSTFLAGS")
     .env_remove("STUBRT_IMAGE");
     // Not on `repro`'s shifted clock: rustc hangs under libfaketime.
-    run_logged(&mut c, &job.staging, "init cargo")?;
+    super::run_logged(&mut c, &job.staging, "init cargo")?;
     Ok(target_dir.join(TARGET).join("image/ioemu-init"))
 }
 
@@ -569,32 +569,6 @@ fn rootfs(job: &Job, debs: &Debs, qemu: &Path, init: &Path) -> Result<Vec<u8>> {
     }
     tree.to_bytes(Format::CpioGz, job.epoch)
         .context("writing the rootfs")
-}
-
-/// Runs a C-world build step on `repro`'s shifted clock (see [`run_logged`]).
-fn run(cmd: &mut Command, dir: &Path, what: &str) -> Result<()> {
-    run_logged(super::shifted_clock(cmd)?, dir, what)
-}
-
-/// Runs a build step with its output in `<dir>/<what>.log`; on failure shows the end of it.
-fn run_logged(cmd: &mut Command, dir: &Path, what: &str) -> Result<()> {
-    let log = dir.join(format!("{}.log", what.replace([' ', '/'], "_")));
-    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let status = cmd
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .status()
-        .with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(25).collect();
-        bail!(
-            "{what} failed ({status}); last lines:\n{}\nfull log: {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            log.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

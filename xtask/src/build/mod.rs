@@ -102,6 +102,33 @@ pub fn shifted_clock(cmd: &mut std::process::Command) -> Result<&mut std::proces
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"))
 }
 
+/// Runs a build step with its output in `<dir>/<what>.log`; on failure shows the end of it
+/// and where the rest is.
+pub fn run_logged(cmd: &mut std::process::Command, dir: &Path, what: &str) -> Result<()> {
+    let log = dir.join(format!("{}.log", what.replace([' ', '/'], "_")));
+    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let status = cmd
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        bail!(
+            "{what} failed ({status}); last lines:\n{}\nfull log: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// A C-world build step (configure, make, a compiler): logged, on `repro`'s shifted clock.
+pub fn run_step(cmd: &mut std::process::Command, dir: &Path, what: &str) -> Result<()> {
+    run_logged(shifted_clock(cmd)?, dir, what)
+}
+
 pub fn source_date_epoch() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => v.trim().parse().with_context(|| {

@@ -74,7 +74,7 @@ pub fn build(job: &Job) -> Result<()> {
         ])
         .arg(format!("HOST_CFLAGS=-O2 {maps}"))
         .arg(format!("TARGET_CFLAGS=-Os {maps}"));
-    run(&mut configure, &build, "configure")?;
+    super::run_step(&mut configure, &build, "configure")?;
     let jobs = format!(
         "-j{}",
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -87,7 +87,7 @@ pub fn build(job: &Job) -> Result<()> {
         let mut make = Command::new("make");
         env(&mut make);
         make.args(&args);
-        run(&mut make, &build, &format!("make {}", args[1..].join(" ")))?;
+        super::run_step(&mut make, &build, &format!("make {}", args[1..].join(" ")))?;
     }
 
     // The embedded configuration, as a deterministic tar for grub-mkimage -m.
@@ -114,7 +114,7 @@ pub fn build(job: &Job) -> Result<()> {
         .args(["-p", "(memdisk)/pvgrub", "-o"])
         .arg(&image)
         .args(&modules);
-    run(&mut mkimage, &build, "grub-mkimage")?;
+    super::run_step(&mut mkimage, &build, "grub-mkimage")?;
     let bytes = std::fs::read(&image)?;
     check_image(&bytes, job.variant)?;
     fsx::write_atomic(&job.output(), &stubdoms_archive::gzip::compress(&bytes)?)?;
@@ -267,7 +267,7 @@ fn prepare_into(cache: &Cache, inputs: &[Blob], patches: &Path, src: &Path) -> R
         c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
             .arg(p)
             .current_dir(src);
-        run(
+        super::run_step(
             &mut c,
             src,
             &format!(
@@ -282,26 +282,5 @@ fn prepare_into(cache: &Cache, inputs: &[Blob], patches: &Path, src: &Path) -> R
         .env("PYTHON", "python3")
         .env("LC_ALL", "C")
         .env("TZ", "UTC");
-    run(&mut autogen, src, "autogen.sh")
-}
-
-/// Runs a build step; on failure shows the end of its output and where the rest is.
-fn run(cmd: &mut Command, dir: &Path, what: &str) -> Result<()> {
-    let log = dir.join(format!("{}.log", what.replace([' ', '/'], "_")));
-    let out = std::fs::File::create(&log)?;
-    let status = super::shifted_clock(cmd)?
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .status()
-        .with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(25).collect();
-        bail!(
-            "{what} failed ({status}); last lines:\n{}\nfull log: {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            log.display()
-        );
-    }
-    Ok(())
+    super::run_step(&mut autogen, src, "autogen.sh")
 }
