@@ -492,13 +492,7 @@ fn rebase_pc_line(line: &str, usr: &str) -> String {
 
 /// The Rust `/init`: a static glibc binary, paths mapped out.
 fn build_init(job: &Job) -> Result<PathBuf> {
-    const TARGET: &str = "x86_64-unknown-linux-gnu";
     let root = &job.ws.root;
-    let target_dir = if job.fresh {
-        job.staging.join("cargo")
-    } else {
-        job.ws.target.join("ioemu-init")
-    };
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
@@ -511,27 +505,11 @@ fn build_init(job: &Job) -> Result<PathBuf> {
             cargo_home.join("registry/src").display()
         ),
     ];
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.args([
-        "build",
-        "--profile",
-        "image",
-        "--target",
-        TARGET,
-        "-p",
-        "ioemu-init",
-    ])
-    .arg("--target-dir")
-    .arg(&target_dir)
-    .current_dir(root)
-    .env("RUSTFLAGS", flags.join(" "))
-    .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
-    .env_remove("CARGO_ENCODED_RUSTFLAGS")
-    .env_remove("STUBRT_IMAGE");
+    let (mut c, dir) = job.cargo_image("ioemu-init", "ioemu-init", &flags);
+    c.env_remove("STUBRT_IMAGE");
     // Not on `repro`'s shifted clock: rustc hangs under libfaketime.
     super::run_logged(&mut c, &job.staging, "init cargo")?;
-    Ok(target_dir.join(TARGET).join("image/ioemu-init"))
+    Ok(dir.join("ioemu-init"))
 }
 
 /// The rootfs: `/init`, QEMU and what it loads, the ROMs, and the few nodes the kernel

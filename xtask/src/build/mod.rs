@@ -57,7 +57,47 @@ pub struct Job<'a> {
     pub fresh: bool,
 }
 
+/// The only Rust target whose standard library is installed here; each image build makes it
+/// freestanding (the runtime) or static (ioemu's init) with its own flags.
+pub const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 impl Job<'_> {
+    /// `cargo build` of one workspace package with the `image` profile for [`IMAGE_TARGET`],
+    /// in `target/<folder>` (a scratch folder under `--fresh`), with `rustflags` and
+    /// `SOURCE_DATE_EPOCH`. Returns the command, for the caller to add its environment and
+    /// run, and the folder the package's outputs land in. Cargo runs on the real clock:
+    /// rustc hangs under libfaketime.
+    pub fn cargo_image(
+        &self,
+        package: &str,
+        folder: &str,
+        rustflags: &[String],
+    ) -> (std::process::Command, PathBuf) {
+        let target_dir = if self.fresh {
+            self.staging.join("cargo")
+        } else {
+            self.ws.target.join(folder)
+        };
+        let mut c =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args([
+            "build",
+            "--profile",
+            "image",
+            "--target",
+            IMAGE_TARGET,
+            "-p",
+            package,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(&self.ws.root)
+        .env("RUSTFLAGS", rustflags.join(" "))
+        .env("SOURCE_DATE_EPOCH", self.epoch.to_string())
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        (c, target_dir.join(IMAGE_TARGET).join("image"))
+    }
+
     /// Where the builder must leave the artifact.
     pub fn output(&self) -> PathBuf {
         self.staging.join("out").join(self.file)

@@ -10,10 +10,6 @@ use super::Job;
 use crate::recipe::Kind;
 use crate::variant::Variant;
 
-/// The only target whose `core` is installed here; the linker script and flags make it
-/// freestanding (see FACTS: no red zone, static relocation, no start files).
-const TARGET: &str = "x86_64-unknown-linux-gnu";
-
 const C_FLAGS: &[&str] = &[
     "-O2",
     "-ffreestanding",
@@ -59,11 +55,6 @@ pub fn build(job: &Job) -> Result<()> {
 /// `cargo build` of one package for the image target; returns the artifact path.
 fn cargo_image(job: &Job, package: &str) -> Result<PathBuf> {
     let root = &job.ws.root;
-    let target_dir = if job.fresh {
-        job.staging.join("cargo")
-    } else {
-        job.ws.target.join("image")
-    };
     let mut flags = vec![
         "-C relocation-model=static".to_string(),
         "-C no-redzone=yes".to_string(),
@@ -75,30 +66,14 @@ fn cargo_image(job: &Job, package: &str) -> Result<PathBuf> {
             Path::new(&home).display()
         ));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--profile",
-            "image",
-            "--target",
-            TARGET,
-            "-p",
-            package,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(root)
+    let (mut cargo, dir) = job.cargo_image(package, "image", &flags);
+    let status = cargo
         .env("STUBRT_IMAGE", "1")
-        .env("RUSTFLAGS", flags.join(" "))
-        .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
         .context("running cargo")?;
     if !status.success() {
         bail!("cargo build of `{package}` for the image target failed");
     }
-    let dir = target_dir.join(TARGET).join("image");
     let lib = dir.join(format!("lib{}.a", package.replace('-', "_")));
     let bin = dir.join(package);
     Ok(if bin.is_file() { bin } else { lib })
