@@ -132,7 +132,7 @@ fn run_script(s: &Scenario) -> String {
 c=$!
 domid=
 while [ -z "$domid" ]; do
-  domid=$(xl domid {name} 2>/dev/null) && break
+  domid=$(timeout 10 xl domid {name} 2>/dev/null) && break
   domid=
   kill -0 $c 2>/dev/null || break
   sleep 1
@@ -145,15 +145,18 @@ fi
 echo "@@STUBDOMS domid $domid"
 {check_start}state=
 while :; do
-  state=$(xl list {name} 2>/dev/null | awk 'NR==2 {{print $5}}')
-  case "$state" in ''|*s*|*c*) break ;; esac
+  state=$(timeout 10 xl list {name} 2>/dev/null | awk 'NR==2 {{print $5}}')
+  case "$state" in *s*|*c*) break ;; esac
+  # xl itself crashes or hangs now and then in this dom0: an empty answer means "ask
+  # again", unless xenstore says the domain is gone.
+  [ -z "$state" ] && ! xenstore-exists /local/domain/$domid 2>/dev/null && break
 {check_running}  sleep 1
 done
 {check_wait}echo "@@STUBDOMS state $state"
 for k in {keys}; do
   echo "@@STUBDOMS xenstore $k=$(xenstore-read /local/domain/$domid/$k 2>&1)"
 done
-xl destroy {name} 2>/dev/null
+timeout 30 xl destroy {name} 2>/dev/null
 wait $c
 {cleanup}exit 0
 "#,
