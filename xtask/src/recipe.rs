@@ -174,6 +174,10 @@ pub struct Disk {
     /// Path in the disk's file system -> source (see `boot::disk` for the forms).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Code for the disk's first sector, a BIOS boot sector, as an annotated hex file (see
+    /// `boot::disk::boot_sector`); the 55 AA signature is added.
+    #[serde(default)]
+    pub boot_sector: Option<String>,
 }
 
 fn default_disk_size() -> u32 {

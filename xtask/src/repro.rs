@@ -52,12 +52,6 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
         .iter()
         .map(|r| r.name.clone())
         .collect();
-    // The Linux kernel's configuration step runs rustc, which hangs under libfaketime: a
-    // selection with a Linux build keeps the real clock (the two builds still run at
-    // different times).
-    let shift_clock = !recipe::select(&ws.recipes, names)?
-        .iter()
-        .any(|r| r.kind == recipe::Kind::Ioemu);
     let base = ws.target.join("repro");
     fsx::remove_dir_if_exists(&base)?;
     let me = std::env::current_exe().context("finding the xtask binary")?;
@@ -91,10 +85,7 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
                 .arg(&me)
                 .args(&args)
                 .current_dir(&root)
-                .env(
-                    crate::build::CLOCK_SHIFT_ENV,
-                    if shift_clock { env.clock } else { "" },
-                )
+                .env(crate::build::CLOCK_SHIFT_ENV, env.clock)
                 .env("CARGO_TARGET_DIR", &target)
                 .env("TZ", env.tz)
                 .env("LANG", env.lang)

@@ -3,8 +3,8 @@
 # device model is the ioemu stub domain. DOMID and NAME name the guest; ./console.log holds
 # its serial console so far. Every line printed here is matched against `dom0-expect`.
 # Checks, in order: the stub domain exists and runs, QEMU in it reports `running` in
-# xenstore, SeaBIOS ran on the device model, QMP answers through the vchan proxy, and
-# destroying the guest removes the stub domain and its proxy.
+# xenstore, the guest's NIC got a DHCP answer, the guest's boot sector ran, QMP answers through the vchan proxy, and destroying
+# the guest removes the stub domain and its proxy. Every xl call is bounded by `timeout`.
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 t0=$(uptime_s)
@@ -15,7 +15,7 @@ wait_for() {
   n=$(($1 * 5)); shift
   while [ "$n" -gt 0 ]; do
     "$@" && return 0
-    [ $((n % 5)) -eq 0 ] && ! xl list "$DOMID" >/dev/null 2>&1 && [ -z "$destroyed" ] && return 1
+    [ $((n % 5)) -eq 0 ] && [ -z "$destroyed" ] && ! xenstore-exists "/local/domain/$DOMID" 2>/dev/null && return 1
     n=$((n - 1)); sleep 0.2
   done
   return 1
@@ -24,12 +24,26 @@ wait_for() {
 dm_log() { sed 's/^/dm-log: /' "/var/log/xen/qemu-dm-$NAME.log" 2>/dev/null; }
 fail() {
   echo "FAILED: $*"
+  [ -n "$dhcpd" ] && kill "$dhcpd" 2>/dev/null
   for f in /var/log/xen/*.log; do sed "s|^|$(basename "$f"): |" "$f"; done
   exit 1
 }
 # The scenario's timeout sends TERM: show the logs before going.
 trap 'fail "terminated by the scenario timeout"' TERM
 destroyed=
+
+# DHCP for the guest's NIC on dom0's bridge: the NIC's iPXE option ROM asks for an address
+# through QEMU's rtl8139, the tap and bridge the init set up, the stub domain's PV vif,
+# dom0's netback and xenbr0; an ACK in udhcpd's log means packets went both ways.
+cat > udhcpd.conf <<EOF
+interface xenbr0
+start 10.0.0.100
+end 10.0.0.110
+lease_file /tmp/udhcpd.leases
+EOF
+touch /tmp/udhcpd.leases
+udhcpd -f udhcpd.conf > udhcpd.log 2>&1 &
+dhcpd=$!
 
 stub_id() { stub=$(xenstore-read "/local/domain/$DOMID/image/device-model-domid" 2>/dev/null); }
 wait_for 60 stub_id || fail "no stub domain for domain $DOMID"
@@ -39,21 +53,25 @@ dm=/local/domain/$stub/device-model/$DOMID
 is_running() { [ "$(xenstore-read "$dm/state" 2>/dev/null)" = running ]; }
 wait_for 90 is_running || fail "$dm/state is '$(xenstore-read "$dm/state" 2>&1)'"
 echo "device model state running after $(since) s"
-xl list | awk -v n="$NAME-dm" '$1 == n { print "stub domain memory " $3 " MiB, vcpus " $4 }'
+timeout 10 xl list | awk -v n="$NAME-dm" '$1 == n { print "stub domain memory " $3 " MiB, vcpus " $4 }'
 
-# SeaBIOS logs to Xen's debug port (the runner matches those `(dN)` lines on the
-# hypervisor console against `expect`). Give it the time to probe the devices QEMU emulates
-# before destroying the guest: wait for its last line in `xl dmesg`, at most 60 s (xl
-# dmesg is not reliable beside a running xl create here, so a miss is not a failure).
-seabios_done() { xl dmesg 2>/dev/null | grep "(d$DOMID)" | grep -q -e "Press ESC" -e "No bootable device" -e "Booting from"; }
-if wait_for 60 seabios_done; then echo "seabios done after $(since) s"; else echo "seabios: not seen in xl dmesg"; fi
+# Let the firmware probe the devices QEMU emulates and boot the disk before QMP and the
+# destroy: the boot sector's line on the guest's serial console (console.log) marks the end.
+booted() { grep -q STUBDOMS-HVM-BOOT-SECTOR-OK console.log 2>/dev/null; }
+if wait_for 90 booted; then echo "boot sector ran after $(since) s"; else echo "boot sector: no line on the serial console"; fi
+
+ack=$(grep -m1 "sending ACK" udhcpd.log)
+echo "dhcp: ${ack:-no ACK in udhcpd's log}"
+kill "$dhcpd" 2>/dev/null
+sed 's/^/dhcp-log: /' udhcpd.log
 
 # QMP through vchan-socket-proxy: xl sends human-monitor-command, which runs query-status.
-echo "qmp: $(xl qemu-monitor-command "$DOMID" 'info status' 2>&1)"
+# Bounded: a hang here must fail with its own message, not the scenario's timeout.
+echo "qmp: $(timeout 30 xl qemu-monitor-command "$DOMID" 'info status' 2>&1 || echo "no answer in 30 s")"
 
 destroyed=1
-xl destroy "$DOMID" || fail "xl destroy $DOMID"
-stub_gone() { ! xenstore-exists "/local/domain/$stub" 2>/dev/null && ! xl list "$stub" >/dev/null 2>&1; }
+timeout 30 xl destroy "$DOMID" || fail "xl destroy $DOMID failed or took over 30 s"
+stub_gone() { ! xenstore-exists "/local/domain/$stub" 2>/dev/null && ! timeout 10 xl list "$stub" >/dev/null 2>&1; }
 wait_for 30 stub_gone || fail "stub domain $stub still exists after destroying $DOMID"
 echo "stub domain $stub gone after destroy"
 proxy_gone() { ! ps | grep -v grep | grep -q "vchan-socket-proxy.* $stub "; }

@@ -147,8 +147,8 @@ echo "@@STUBDOMS domid $domid"
 while :; do
   state=$(timeout 10 xl list {name} 2>/dev/null | awk 'NR==2 {{print $5}}')
   case "$state" in *s*|*c*) break ;; esac
-  # xl itself crashes or hangs now and then in this dom0: an empty answer means "ask
-  # again", unless xenstore says the domain is gone.
+  # Every xl call is bounded, so a hung xl fails the scenario with its own message; an
+  # empty answer means "ask again", unless xenstore says the domain is gone.
   [ -z "$state" ] && ! xenstore-exists /local/domain/$domid 2>/dev/null && break
 {check_running}  sleep 1
 done

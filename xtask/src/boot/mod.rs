@@ -377,8 +377,13 @@ fn resolve(
             .join(format!("{}.{}", test.recipe, test.name))
             .join(&d.vdev);
         std::fs::create_dir_all(&dir)?;
+        let boot_sector = d
+            .boot_sector
+            .as_deref()
+            .map(|b| source(ws, cache, m, &test, b))
+            .transpose()?;
         let img = dir.with_extension("img");
-        disk::make(d, &files, &dir, &img)
+        disk::make(d, &files, boot_sector.as_deref(), &dir, &img)
             .with_context(|| format!("{id}: making disk {}", d.vdev))?;
         disks.push((d.vdev.clone(), img));
     }
@@ -441,6 +446,12 @@ fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
     Ok(out)
 }
 
+/// Xen options of every boot. `-cpu max` under TCG reports an AMD CPU, for which Xen
+/// switches vector (SSE/AVX) state lazily on #NM; under TCG that loses register state when
+/// a second domain runs (string functions compute wrong results, then xl, busybox and QEMU
+/// crash or hang). Eager switching never takes that path.
+const XEN_COMMON: &str = "loglvl=all guest_loglvl=all spec-ctrl=eager-fpu";
+
 fn qemu_base(memory_mib: u32) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args([
@@ -481,7 +492,7 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
         cmd.args(["-device", "intel-iommu,intremap=on"]);
     }
     cmd.arg("-kernel").arg(&m.xen).arg("-append").arg(format!(
-        "console=com1 com1=115200,8n1 dom0_mem={}M loglvl=all guest_loglvl=all{}",
+        "console=com1 com1=115200,8n1 dom0_mem={}M {XEN_COMMON}{}",
         s.test.memory,
         if pvh { " dom0=pvh" } else { "" }
     ));
@@ -547,10 +558,9 @@ fn run_batch(
         fsx::write_atomic(&initrd, &bytes)?;
     }
     let mut cmd = qemu_base(1024);
-    cmd.arg("-kernel")
-        .arg(&m.xen)
-        .arg("-append")
-        .arg("console=com1 com1=115200,8n1 dom0_mem=512M,max:512M loglvl=all guest_loglvl=all");
+    cmd.arg("-kernel").arg(&m.xen).arg("-append").arg(format!(
+        "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M {XEN_COMMON}"
+    ));
     cmd.arg("-initrd").arg(format!(
         "{} console=hvc0 earlyprintk=xen,{}",
         no_comma(&m.dom0_kernel)?,

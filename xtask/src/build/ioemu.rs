@@ -4,7 +4,8 @@
 //! - the kernel: upstream Linux from Debian's orig tarball, `allnoconfig` plus the recipe's
 //!   `linux.config` fragment, a gzip bzImage (the variant's first extra file);
 //! - QEMU: Debian's source with its patch series (the 7.2 stable series), configured with the
-//!   recipe's `qemu-configure.args`, against the pinned `libxen-dev`;
+//!   recipe's `qemu-configure.args` with the device set of `qemu-devices.mak`, against the
+//!   pinned `libxen-dev`;
 //! - the rootfs (the variant's file): the Rust `/init` (`stubdoms/ioemu/init`, static), QEMU,
 //!   the libraries its ELF headers name (from the pinned runtime packages, never the host's),
 //!   and the option ROMs, as a deterministic cpio.gz.
@@ -32,7 +33,9 @@ use crate::variant::Variant;
 const PREPARE: &str = "ioemu-prepare-1";
 /// Bumped when the way the kernel or QEMU is built changes: each is kept in the cache under
 /// a key of its own inputs, so a change to the init or the rootfs does not rebuild them.
-const PARTS: &str = "ioemu-parts-1";
+const PARTS: &str = "ioemu-parts-2";
+/// The recipe's QEMU device set, installed in the source as the `stubdoms` device config.
+const QEMU_DEVICES: &str = "qemu-devices.mak";
 /// QEMU's path inside the rootfs; the init starts it from there.
 const QEMU: &str = "/usr/bin/qemu-system-i386";
 /// Option ROMs QEMU loads from its firmware path (`--firmwarepath=/usr/share/qemu`):
@@ -98,6 +101,7 @@ pub fn build(job: &Job) -> Result<()> {
     fsx::copy_atomic(&kernel, &job.extra_output(kernel_name)?)?;
     let mut qemu_key = vec![
         read(&job.recipe.dir.join("qemu-configure.args"))?,
+        read(&job.recipe.dir.join(QEMU_DEVICES))?,
         super::key::tree_hash(&job.recipe.dir.join("patches"))?,
     ];
     for b in &job.inputs {
@@ -289,7 +293,14 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
             .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
             .env_remove("CFLAGS")
             .env_remove("KCFLAGS")
-            .env_remove("MAKEFLAGS");
+            // No Rust in this kernel: a rustc that does not exist keeps the host's rustc out
+            // of the configuration (Kconfig records its version) and lets repro's shifted
+            // clock apply (rustc hangs under libfaketime). Variables in MAKEFLAGS reach
+            // the `make` that merge_config.sh runs too.
+            .env(
+                "MAKEFLAGS",
+                "RUSTC=stubdoms-no-rustc HOSTRUSTC=stubdoms-no-rustc",
+            );
     };
     // `-n`: the fragment applies on top of allnoconfig; the script reports every requested
     // value that did not survive (a dependency missing from the fragment).
@@ -333,10 +344,11 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
     let debian = source_blob(job, "qemu", ".debian.tar.xz")?;
     let ours = own_patches(job)?;
     let patches_key = super::key::tree_hash(&job.recipe.dir.join("patches"))?;
+    let devices = read(&job.recipe.dir.join(QEMU_DEVICES))?;
     prepared(
         job.cache,
         "qemu",
-        &[&orig.sha256, &debian.sha256, &patches_key],
+        &[&orig.sha256, &debian.sha256, &patches_key, &devices],
         |src| {
             stubdoms_archive::extract_tarball(&job.cache.get(orig)?, src, &STRIP_TOP)?;
             stubdoms_archive::extract_tarball(
@@ -360,6 +372,11 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
                 let name = p.file_name().unwrap_or_default().to_string_lossy();
                 super::run_step(&mut c, &job.staging, &format!("qemu patch {name}"))?;
             }
+            // configure only looks for device sets inside the source tree.
+            std::fs::write(
+                src.join("configs/devices/i386-softmmu/stubdoms.mak"),
+                &devices,
+            )?;
             Ok(())
         },
     )
