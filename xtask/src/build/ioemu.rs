@@ -31,9 +31,12 @@ use crate::variant::Variant;
 
 /// Bumped when the way a source tree is prepared changes (the trees are kept in the cache).
 const PREPARE: &str = "ioemu-prepare-1";
-/// Bumped when the way the kernel or QEMU is built changes: each is kept in the cache under
-/// a key of its own inputs, so a change to the init or the rootfs does not rebuild them.
-const PARTS: &str = "ioemu-parts-2";
+/// Bumped when the way the kernel (`LINUX_BUILD`) or QEMU (`QEMU_BUILD`) is built changes:
+/// each is kept in the cache under a key of its own inputs and this version, so a change
+/// to the init or the rootfs does not rebuild them.
+const LINUX_BUILD: &str = "ioemu-linux-3";
+/// See [`LINUX_BUILD`].
+const QEMU_BUILD: &str = "ioemu-qemu-4";
 /// The recipe's QEMU device set, installed in the source as the `stubdoms` device config.
 const QEMU_DEVICES: &str = "qemu-devices.mak";
 /// QEMU's path inside the rootfs; the init starts it from there.
@@ -95,11 +98,17 @@ pub fn build(job: &Job) -> Result<()> {
     let kernel = part(
         job,
         "linux",
-        &[&orig.sha256, &fragment, &tool_versions(&["cc", "make"])?],
+        &[
+            LINUX_BUILD,
+            &orig.sha256,
+            &fragment,
+            &tool_versions(&["cc", "make"])?,
+        ],
         || build_kernel(job),
     )?;
     fsx::copy_atomic(&kernel, &job.extra_output(kernel_name)?)?;
     let mut qemu_key = vec![
+        QEMU_BUILD.to_string(),
         read(&job.recipe.dir.join("qemu-configure.args"))?,
         read(&job.recipe.dir.join(QEMU_DEVICES))?,
         super::key::tree_hash(&job.recipe.dir.join("patches"))?,
@@ -156,7 +165,7 @@ fn part(
     make: impl FnOnce() -> Result<PathBuf>,
 ) -> Result<PathBuf> {
     let mut h = Sha256::new();
-    for k in [PARTS, name, &job.epoch.to_string()]
+    for k in [name, &job.epoch.to_string()]
         .into_iter()
         .chain(key.iter().copied())
     {
@@ -433,6 +442,10 @@ fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
                 "PKG_CONFIG_PATH",
                 std::env::join_paths([libdir.join("pkgconfig")]).context("the Xen sysroot path")?,
             )
+            .env(
+                "LIBRARY_PATH",
+                std::env::join_paths([&libdir]).context("the Xen sysroot path")?,
+            )
             .env_remove("CFLAGS")
             .env_remove("LDFLAGS")
             .env_remove("CPPFLAGS");
@@ -442,9 +455,12 @@ fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
     env(&mut configure)?;
     configure
         .args(configure_args(&args_text))
+        // Meson compiles sources by their path relative to the build folder: map that form
+        // too, or `__FILE__` keeps the host's folders.
         .arg(format!(
-            "--extra-cflags=-ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/build/ -ffile-prefix-map={}/=/sysroot/",
+            "--extra-cflags=-ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/build/ -ffile-prefix-map={}/=/sysroot/",
             src.display(),
+            relative(&build, &src).display(),
             build.display(),
             sysroot.display()
         ))
@@ -463,6 +479,19 @@ fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
         .arg(build.join("qemu-system-i386"));
     super::run_step(&mut strip, &job.staging, "qemu strip")?;
     Ok(stripped)
+}
+
+/// `to` as a path relative to the folder `from` (both absolute), the way meson names
+/// sources: `..` for each of `from`'s own components, then the rest of `to`.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (f, t): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    out.extend(&t[common..]);
+    out
 }
 
 /// The pinned Xen headers and libraries as one tree (the development symlinks of
@@ -496,7 +525,17 @@ fn xen_sysroot(job: &Job, debs: &Debs) -> Result<PathBuf> {
 
 /// A pkg-config variable that names an absolute `/usr` path (`libdir=/usr/lib/...`) gets the
 /// sysroot in front (`=` + sysroot + `/usr` in `usr`); other lines stay.
+/// A line of a pinned `.pc` file for the sysroot: variables rebased into it, and no `-L` in
+/// `Libs` (the linker finds the libraries through `LIBRARY_PATH`): meson turns every `-L`
+/// outside the system folders into a RUNPATH naming the build folder.
 fn rebase_pc_line(line: &str, usr: &str) -> String {
+    if let Some(libs) = line.strip_prefix("Libs:") {
+        let kept: Vec<&str> = libs
+            .split_whitespace()
+            .filter(|t| !t.starts_with("-L"))
+            .collect();
+        return format!("Libs: {}", kept.join(" "));
+    }
     match line.split_once("=/usr") {
         Some((var, rest))
             if !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
@@ -589,12 +628,34 @@ mod tests {
                 "libdir=/s/usr/lib/x86_64-linux-gnu",
             ),
             ("includedir=/usr/include", "includedir=/s/usr/include"),
-            ("Libs: -L${libdir} -lxenctrl", "Libs: -L${libdir} -lxenctrl"),
+            ("Libs: -L${libdir} -lxenctrl", "Libs: -lxenctrl"),
+            ("Libs: -lxenstore -L/x", "Libs: -lxenstore"),
+            ("Libs.private: -L/x -lz", "Libs.private: -L/x -lz"),
             ("Cflags: -I=/usr", "Cflags: -I=/usr"),
             ("Name: Xencontrol", "Name: Xencontrol"),
         ];
         for (line, want) in cases {
             assert_eq!(rebase_pc_line(line, usr), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_go_up_to_the_common_folder() {
+        let cases = [
+            ("/a/b/build", "/c/src", "../../../c/src"),
+            (
+                "/h/cache/t/build/qemu",
+                "/h/cache/prepared/src",
+                "../../../prepared/src",
+            ),
+            ("/x", "/x/src", "src"),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(
+                relative(Path::new(from), Path::new(to)),
+                PathBuf::from(want),
+                "{from} -> {to}"
+            );
         }
     }
 

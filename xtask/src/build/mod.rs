@@ -10,6 +10,7 @@ mod pvgrub;
 mod runtime;
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -368,28 +369,69 @@ fn store(stored: &Path, out: &Path, files: &[&str]) -> Result<Vec<(String, u64)>
     Ok(found)
 }
 
-/// **Invariant:** no artifact contains the checkout path or the home folder: those would
-/// make the bytes depend on who built it where.
+/// **Invariant:** no artifact contains the checkout path, the target folder or the home
+/// folder: those would make the bytes depend on who built it where.
 fn check_no_host_paths(ws: &Workspace, out: &Path) -> Result<()> {
     let bytes = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
-    let mut needles = vec![ws.root.display().to_string()];
+    // With the slash: a leaked path names something inside the folder, and `/root` alone
+    // is a common string.
+    let mut needles = vec![
+        format!("{}/", ws.root.display()),
+        format!("{}/", ws.target.display()),
+    ];
     if let Some(home) = std::env::var_os("HOME").filter(|h| h.len() > 1) {
-        needles.push(PathBuf::from(home).display().to_string());
+        needles.push(format!("{}/", PathBuf::from(home).display()));
     }
-    for needle in needles {
-        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-            bail!(
-                "{} contains the host path `{needle}`: the build is not reproducible (a builder leaks a path; map it with -ffile-prefix-map or --remap-path-prefix)",
-                out.display()
-            );
-        }
+    if let Some(needle) =
+        host_path_in(&bytes, &needles).with_context(|| format!("reading {}", out.display()))?
+    {
+        bail!(
+            "{} contains the host path `{needle}`: the build is not reproducible (a builder leaks a path; map it with -ffile-prefix-map or --remap-path-prefix)",
+            out.display()
+        );
     }
     Ok(())
+}
+
+/// The first of `needles` found in `bytes` or, for gzip data, in what it unpacks to.
+fn host_path_in<'a>(bytes: &[u8], needles: &'a [String]) -> Result<Option<&'a str>> {
+    let mut inner = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut inner)
+            .context("unpacking gzip")?;
+    }
+    Ok(needles.iter().map(String::as_str).find(|n| {
+        [bytes, &inner[..]]
+            .iter()
+            .any(|b| b.windows(n.len()).any(|w| w == n.as_bytes()))
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_paths_are_found_in_plain_and_gzip_data() {
+        use std::io::Write;
+        let needles = vec!["/home/someone".to_string(), "/build/tree".to_string()];
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let cases: [(Vec<u8>, Option<&str>); 4] = [
+            (b"RUNPATH /build/tree/lib".to_vec(), Some("/build/tree")),
+            (gz(b"..\0/home/someone/x"), Some("/home/someone")),
+            (gz(b"/usr/lib only"), None),
+            (b"/build/tre".to_vec(), None),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(host_path_in(&bytes, &needles).unwrap(), want);
+        }
+        assert!(host_path_in(&[0x1f, 0x8b, 0, 1], &needles).is_err());
+    }
 
     /// A build with two files is stored and found again; a stored file that changed, or a
     /// different file list, is not reused.
