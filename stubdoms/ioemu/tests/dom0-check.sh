@@ -3,7 +3,7 @@
 # device model is the ioemu stub domain. DOMID and NAME name the guest; ./console.log holds
 # its serial console so far. Every line printed here is matched against `dom0-expect`.
 # Checks, in order: the stub domain exists and runs, QEMU in it reports `running` in
-# xenstore, the guest's NIC got a DHCP answer, the guest's boot sector ran, QMP answers through the vchan proxy, and destroying
+# xenstore, the guest's boot sector ran, its NIC got a DHCP answer, QMP answers through the vchan proxy, and destroying
 # the guest removes the stub domain and its proxy. Every xl call is bounded by `timeout`.
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
@@ -55,13 +55,15 @@ wait_for 90 is_running || fail "$dm/state is '$(xenstore-read "$dm/state" 2>&1)'
 echo "device model state running after $(since) s"
 timeout 10 xl list | awk -v n="$NAME-dm" '$1 == n { print "stub domain memory " $3 " MiB, vcpus " $4 }'
 
-# Let the firmware probe the devices QEMU emulates and boot the disk before QMP and the
-# destroy: the boot sector's line on the guest's serial console (console.log) marks the end.
+# The firmware boots the disk first: its boot sector's line on the guest's serial console
+# (console.log) comes through QEMU's IDE and UART; the boot sector then hands over to the
+# next boot device, the NIC, whose iPXE ROM asks dom0 for an address.
 booted() { grep -q STUBDOMS-HVM-BOOT-SECTOR-OK console.log 2>/dev/null; }
 if wait_for 90 booted; then echo "boot sector ran after $(since) s"; else echo "boot sector: no line on the serial console"; fi
-
+acked() { grep -q "sending ACK" udhcpd.log; }
+wait_for 60 acked
 ack=$(grep -m1 "sending ACK" udhcpd.log)
-echo "dhcp: ${ack:-no ACK in udhcpd's log}"
+echo "dhcp: ${ack:-no ACK in udhcpd's log} after $(since) s"
 kill "$dhcpd" 2>/dev/null
 sed 's/^/dhcp-log: /' udhcpd.log
 
