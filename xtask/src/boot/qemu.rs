@@ -15,6 +15,7 @@ pub struct Qemu {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: std::fs::File,
+    untangle: Untangle,
     pub started: Instant,
 }
 
@@ -72,6 +73,7 @@ impl Qemu {
             child,
             lines: rx,
             log,
+            untangle: Untangle::default(),
             started: Instant::now(),
         })
     }
@@ -82,7 +84,7 @@ impl Qemu {
         match self.lines.recv_timeout(wait) {
             Ok(line) => {
                 let _ = writeln!(self.log, "{line}");
-                Next::Line(line)
+                Next::Line(self.untangle.push(line))
             }
             Err(mpsc::RecvTimeoutError::Timeout) => Next::TimedOut,
             Err(mpsc::RecvTimeoutError::Disconnected) => Next::Closed,
@@ -115,10 +117,78 @@ impl Qemu {
     }
 }
 
+/// Xen writes its own lines (`(XEN) ...`) and guests' debug-port lines (`(dN) ...`) to the
+/// serial port whole, but dom0's console reaches it in pieces, so a Xen line can land in
+/// the middle of a dom0 line. Such a Xen line is passed on by itself, and the dom0 piece
+/// before it is joined to the dom0 text that follows (the rest of that line).
+#[derive(Default)]
+struct Untangle {
+    partial: String,
+}
+
+impl Untangle {
+    fn push(&mut self, line: String) -> String {
+        match xen_line_at(&line) {
+            Some(0) => line,
+            Some(at) => {
+                self.partial.push_str(&line[..at]);
+                line[at..].to_string()
+            }
+            None => std::mem::take(&mut self.partial) + &line,
+        }
+    }
+}
+
+/// Where a Xen line (`(XEN) ` or `(d<digits>) `) starts in `line`, if one does.
+fn xen_line_at(line: &str) -> Option<usize> {
+    line.match_indices('(').map(|(i, _)| i).find(|&i| {
+        let rest = &line[i + 1..];
+        if rest.starts_with("XEN) ") {
+            return true;
+        }
+        let digits = rest
+            .strip_prefix('d')
+            .map_or(0, |r| r.bytes().take_while(u8::is_ascii_digit).count());
+        digits > 0 && rest[1 + digits..].starts_with(") ")
+    })
+}
+
 impl Drop for Qemu {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dom0 line cut by a guest's debug line comes out whole after it; Xen lines and
+    /// plain dom0 lines pass unchanged.
+    #[test]
+    fn xen_lines_inside_dom0_lines_are_taken_apart() {
+        let raw = [
+            "@@G STUBDOMS-OK(d1) enter handle_18:",
+            "(d1) Booting from ROM...",
+            "",
+            "@@C half(XEN) d2v0 something",
+            " and the rest",
+            "(XEN) whole",
+            "@@G text with (d1)x and (dx) y",
+        ];
+        let want = [
+            "(d1) enter handle_18:",
+            "(d1) Booting from ROM...",
+            "@@G STUBDOMS-OK",
+            "(XEN) d2v0 something",
+            "@@C half and the rest",
+            "(XEN) whole",
+            "@@G text with (d1)x and (dx) y",
+        ];
+        let mut u = Untangle::default();
+        let got: Vec<String> = raw.iter().map(|l| u.push(l.to_string())).collect();
+        assert_eq!(got, want);
     }
 }
