@@ -108,6 +108,32 @@ fn fs2_available(dir: &Path) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Makes the folder `dir` whole or not at all: `fill` writes into a per-process partial
+/// folder, which is then renamed to `dir`. An existing `dir` is kept (another process made
+/// the same thing first) unless `replace`.
+pub fn create_dir_atomic(
+    dir: &Path,
+    replace: bool,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let tmp = partial_path(dir);
+    remove_dir_if_exists(&tmp)?;
+    fs::create_dir_all(&tmp)
+        .with_context(|| format!("creating {}{}", tmp.display(), disk_hint(&tmp)))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = remove_dir_if_exists(&tmp);
+        return Err(e);
+    }
+    if replace {
+        remove_dir_if_exists(dir)?;
+    }
+    match fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        Err(_) if dir.is_dir() => remove_dir_if_exists(&tmp),
+        Err(e) => Err(e).with_context(|| format!("storing {}", dir.display())),
+    }
+}
+
 /// Removes a directory tree if it exists.
 pub fn remove_dir_if_exists(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
@@ -137,5 +163,29 @@ mod tests {
             )
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A folder appears whole or not at all; an existing one is kept unless replaced.
+    #[test]
+    fn atomic_folders_appear_whole_or_not_at_all() {
+        let base = std::env::temp_dir().join(format!("stubdoms-fsxdir-{}", std::process::id()));
+        let dir = base.join("made");
+        let write = |name: &'static str| {
+            move |tmp: &Path| -> Result<()> { Ok(fs::write(tmp.join(name), name)?) }
+        };
+        let failed = create_dir_atomic(&dir, false, |tmp| {
+            fs::write(tmp.join("half"), "x")?;
+            anyhow::bail!("fill failed")
+        });
+        assert_eq!(failed.unwrap_err().to_string(), "fill failed");
+        assert!(!dir.exists() && !partial_path(&dir).exists());
+
+        create_dir_atomic(&dir, false, write("first")).unwrap();
+        create_dir_atomic(&dir, false, write("second")).unwrap();
+        assert!(dir.join("first").is_file() && !dir.join("second").exists());
+        create_dir_atomic(&dir, true, write("second")).unwrap();
+        assert!(!dir.join("first").exists() && dir.join("second").is_file());
+        assert!(!partial_path(&dir).exists());
+        fs::remove_dir_all(&base).unwrap();
     }
 }

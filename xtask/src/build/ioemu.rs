@@ -102,7 +102,7 @@ pub fn build(job: &Job) -> Result<()> {
             LINUX_BUILD,
             &orig.sha256,
             &fragment,
-            &tool_versions(&["cc", "make"])?,
+            &tool_versions(&[&["cc", "--version"], &["make", "--version"]])?,
         ],
         || build_kernel(job),
     )?;
@@ -122,8 +122,18 @@ pub fn build(job: &Job) -> Result<()> {
             qemu_key.push(b.sha256.clone());
         }
     }
-    qemu_key.push(tool_versions(&["cc", "ninja", "meson", "strip"])?);
-    qemu_key.push(pkg_config_versions()?);
+    qemu_key.push(tool_versions(&[
+        &["cc", "--version"],
+        &["ninja", "--version"],
+        &["meson", "--version"],
+        &["strip", "--version"],
+    ])?);
+    qemu_key.push(tool_versions(&[&[
+        "pkg-config",
+        "--modversion",
+        "glib-2.0",
+        "pixman-1",
+    ]])?);
     let qemu_key: Vec<&str> = qemu_key.iter().map(String::as_str).collect();
     let qemu = part(job, "qemu", &qemu_key, || build_qemu(job, &debs))?;
     let init = build_init(job)?;
@@ -135,25 +145,9 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// `--version` of each tool, for the part keys (the build key has them too).
-fn tool_versions(tools: &[&str]) -> Result<String> {
-    let mut out = String::new();
-    for t in tools {
-        let o = Command::new(t)
-            .arg("--version")
-            .output()
-            .with_context(|| format!("running `{t} --version`"))?;
-        out += &String::from_utf8_lossy(&o.stdout);
-    }
-    Ok(out)
-}
-
-fn pkg_config_versions() -> Result<String> {
-    let o = Command::new("pkg-config")
-        .args(["--modversion", "glib-2.0", "pixman-1"])
-        .output()
-        .context("running pkg-config")?;
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+/// The versions of host tools (command and arguments each), for the part keys.
+fn tool_versions(cmds: &[&[&str]]) -> Result<String> {
+    cmds.iter().map(|c| super::key::tool_version(c)).collect()
 }
 
 /// One built part (the kernel or QEMU), kept in the cache under a key of what decides its
@@ -188,12 +182,7 @@ fn part(
         "ioemu: {name} built in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
-    let tmp = fsx::partial_path(&dir);
-    fsx::remove_dir_if_exists(&tmp)?;
-    std::fs::create_dir_all(&tmp)?;
-    fsx::copy_atomic(&built, &tmp.join(name))?;
-    fsx::remove_dir_if_exists(&dir)?;
-    std::fs::rename(&tmp, &dir).with_context(|| format!("storing {}", dir.display()))?;
+    fsx::create_dir_atomic(&dir, true, |tmp| fsx::copy_atomic(&built, &tmp.join(name)))?;
     Ok(stored)
 }
 
@@ -253,18 +242,7 @@ fn prepared(
         return Ok(src);
     }
     crate::ui::step(&format!("ioemu: preparing the {name} source"));
-    let tmp = fsx::partial_path(&dir);
-    fsx::remove_dir_if_exists(&tmp)?;
-    std::fs::create_dir_all(&tmp)?;
-    if let Err(e) = make(&tmp.join("src")) {
-        let _ = fsx::remove_dir_if_exists(&tmp);
-        return Err(e);
-    }
-    if dir.is_dir() {
-        fsx::remove_dir_if_exists(&tmp)?;
-    } else {
-        std::fs::rename(&tmp, &dir)?;
-    }
+    fsx::create_dir_atomic(&dir, false, |tmp| make(&tmp.join("src")))?;
     Ok(src)
 }
 
@@ -523,11 +501,11 @@ fn xen_sysroot(job: &Job, debs: &Debs) -> Result<PathBuf> {
     Ok(sysroot)
 }
 
-/// A pkg-config variable that names an absolute `/usr` path (`libdir=/usr/lib/...`) gets the
-/// sysroot in front (`=` + sysroot + `/usr` in `usr`); other lines stay.
-/// A line of a pinned `.pc` file for the sysroot: variables rebased into it, and no `-L` in
-/// `Libs` (the linker finds the libraries through `LIBRARY_PATH`): meson turns every `-L`
-/// outside the system folders into a RUNPATH naming the build folder.
+/// A line of a pinned `.pc` file for the sysroot: a variable that names an absolute `/usr`
+/// path (`libdir=/usr/lib/...`) gets the sysroot in front (`=` + sysroot + `/usr` in `usr`),
+/// and `Libs` loses its `-L` (the linker finds the libraries through `LIBRARY_PATH`): meson
+/// turns every `-L` outside the system folders into a RUNPATH naming the build folder.
+/// Other lines stay.
 fn rebase_pc_line(line: &str, usr: &str) -> String {
     if let Some(libs) = line.strip_prefix("Libs:") {
         let kept: Vec<&str> = libs

@@ -101,7 +101,8 @@ fn tools(kind: Kind) -> &'static [&'static [&'static str]] {
     }
 }
 
-fn tool_version(cmd: &[&str]) -> Result<String> {
+/// What `cmd` prints on standard output (a tool's version), for keys.
+pub(super) fn tool_version(cmd: &[&str]) -> Result<String> {
     let out = std::process::Command::new(cmd[0])
         .args(&cmd[1..])
         .output()

@@ -218,19 +218,9 @@ fn prepared_source(job: &Job) -> Result<PathBuf> {
         return Ok(src);
     }
     crate::ui::step("pvgrub: preparing the GRUB source (Debian's patch series, autogen)");
-    let tmp = fsx::partial_path(&dir);
-    fsx::remove_dir_if_exists(&tmp)?;
-    std::fs::create_dir_all(&tmp)?;
-    let result = prepare_into(job.cache, &job.inputs, &patches, &tmp.join("grub"));
-    if let Err(e) = result {
-        let _ = fsx::remove_dir_if_exists(&tmp);
-        return Err(e);
-    }
-    if !dir.is_dir() {
-        std::fs::rename(&tmp, &dir)?;
-    } else {
-        fsx::remove_dir_if_exists(&tmp)?;
-    }
+    fsx::create_dir_atomic(&dir, false, |tmp| {
+        prepare_into(job.cache, &job.inputs, &patches, &tmp.join("grub"))
+    })?;
     Ok(src)
 }
 
