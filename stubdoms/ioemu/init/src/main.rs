@@ -17,7 +17,6 @@ use ioemu_init::nic::{self, Tap};
 use ioemu_init::qmp::Qmp;
 use ioemu_init::sys::{self, NetCtl};
 use ioemu_init::{dmargs, proxy, Error};
-use xenstore_proto::{Client, IoTransport};
 
 const QEMU: &str = "/usr/bin/qemu-system-i386";
 /// The toolstack domain, which runs `vchan-socket-proxy` (libxl has no key for it).
@@ -87,16 +86,7 @@ fn early_mounts() -> Result<(), Error> {
     Ok(())
 }
 
-type Xs = Client<IoTransport<File>>;
-
-fn xenstore() -> Result<Xs, Error> {
-    let dev = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/xen/xenbus")
-        .map_err(|e| Error::io("opening /dev/xen/xenbus (is xenfs/xenbus available?)", e))?;
-    Ok(Client::new(IoTransport::new(dev)))
-}
+type Xs = sys::Xenstore;
 
 /// Opens console `n` if the toolstack connected it.
 fn console(xs: &mut Xs, n: u32, write: bool) -> Result<Option<File>, Error> {
@@ -120,7 +110,7 @@ fn console(xs: &mut Xs, n: u32, write: bool) -> Result<Option<File>, Error> {
 }
 
 fn run(log: &Log) -> Result<std::process::ExitStatus, Error> {
-    let mut xs = xenstore()?;
+    let mut xs = sys::xenstore()?;
     let layout = Layout::discover(&mut xs)?;
     log.say(&format!(
         "device model for domain {} (stub domain {})",

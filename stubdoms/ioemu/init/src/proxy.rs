@@ -4,13 +4,12 @@
 //! One client at a time, as the protocol says. After a client leaves, the ring is torn
 //! down (keys removed, page released) and a fresh one published for the next.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use xenstore_proto::{Access, Client, IoTransport, Perm, Transport};
+use xenstore_proto::{Access, Client, Perm, Transport};
 
 use crate::sys::{self, EvtChn, SharedPage};
 use crate::vchan::{Peer, Ring, SRV_LIVE};
@@ -54,17 +53,8 @@ pub fn serve(path: String, own: u16, client: u16, log: impl Fn(&str)) -> ! {
     }
 }
 
-fn xenstore() -> Result<Client<IoTransport<std::fs::File>>, Error> {
-    let dev = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/xen/xenbus")
-        .map_err(|e| Error::io("opening /dev/xen/xenbus", e))?;
-    Ok(Client::new(IoTransport::new(dev)))
-}
-
 fn serve_one(path: &str, own: u16, client: u16) -> Result<(), Error> {
-    let mut xs = xenstore()?;
+    let mut xs = crate::sys::xenstore()?;
     let evt = EvtChn::bind_unbound(client.into())
         .map_err(|e| Error::io("binding an event channel", e))?;
     let shared = SharedPage::grant(client).map_err(|e| Error::io("granting the vchan page", e))?;

@@ -25,6 +25,21 @@ fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
+/// The stub domain's own xenstore connection, over the xenbus device.
+pub type Xenstore = xenstore_proto::Client<xenstore_proto::IoTransport<File>>;
+
+/// Opens the xenstore connection through `/dev/xen/xenbus`.
+pub fn xenstore() -> Result<Xenstore, Error> {
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/xen/xenbus")
+        .map_err(|e| Error::io("opening /dev/xen/xenbus (is xenfs/xenbus available?)", e))?;
+    Ok(xenstore_proto::Client::new(
+        xenstore_proto::IoTransport::new(dev),
+    ))
+}
+
 /// Mounts `fstype` at `target` (created if missing); "already mounted" is fine.
 pub fn mount(fstype: &str, target: &str, options: Option<&str>) -> Result<(), Error> {
     let what = || format!("mounting {fstype} on {target}");
