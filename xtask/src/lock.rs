@@ -34,6 +34,37 @@ struct RawLock {
     deb: Vec<Deb>,
     #[serde(default)]
     source: Vec<Source>,
+    #[serde(default)]
+    env: Vec<Env>,
+}
+
+/// A build environment: Debian packages resolved together, with everything they need, into
+/// one consistent set that the driver unpacks into a root folder (`crate::buildenv`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Env {
+    pub name: String,
+    pub arch: String,
+    /// Prefer this suite (e.g. `bookworm-backports`) wherever it has a package.
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// What the environment is asked to hold (written by hand).
+    pub packages: Vec<String>,
+    /// The pin, written by `cargo xtask pin`: every package of the closure, sorted by name.
+    #[serde(default)]
+    pub debs: Vec<EnvDeb>,
+}
+
+/// One pinned package of an [`Env`].
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvDeb {
+    pub name: String,
+    pub version: String,
+    pub archive: Archive,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// A Debian binary package.
@@ -152,6 +183,7 @@ impl fmt::Display for Blob {
 pub struct Lock {
     pub debs: Vec<Deb>,
     pub sources: Vec<Source>,
+    pub envs: Vec<Env>,
 }
 
 impl Deb {
@@ -259,6 +291,7 @@ impl Lock {
         let lock = Lock {
             debs: raw.deb,
             sources: raw.source,
+            envs: raw.env,
         };
         lock.check()?;
         Ok(lock)
@@ -303,7 +336,31 @@ impl Lock {
                 }
             }
         }
+        for e in &self.envs {
+            if !seen.insert(format!("env:{}", e.name)) {
+                bail!("{FILE}: env `{}` is listed twice", e.name);
+            }
+            if e.packages.is_empty() {
+                bail!("{FILE}: env `{}` asks for no packages", e.name);
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for d in &e.debs {
+                let what = format!("env {} deb {}", e.name, d.name);
+                check_sha256(&d.sha256, &what)?;
+                check_rel_path(&d.path, &what)?;
+                if !names.insert(&d.name) {
+                    bail!("{FILE}: env `{}` pins `{}` twice", e.name, d.name);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The build environment called `name`.
+    pub fn env(&self, name: &str) -> Result<&Env> {
+        self.envs.iter().find(|e| e.name == name).with_context(|| {
+            format!("build environment `{name}` is not in {FILE}: add an [[env]] entry and run `cargo xtask pin`")
+        })
     }
 
     /// Resolves a recipe's input reference: `NAME` (a deb for amd64), `NAME:ARCH`, or
@@ -344,7 +401,34 @@ impl Lock {
         for s in &self.sources {
             out.extend(s.blobs()?);
         }
+        for e in &self.envs {
+            out.extend(e.blobs()?);
+        }
         Ok(out)
+    }
+}
+
+impl Env {
+    /// Every package file of the environment, or an error saying it needs `pin`.
+    pub fn blobs(&self) -> Result<Vec<Blob>> {
+        if self.debs.is_empty() {
+            bail!(
+                "{FILE}: env `{}` is not pinned yet: run `cargo xtask pin`",
+                self.name
+            );
+        }
+        Ok(self
+            .debs
+            .iter()
+            .map(|d| Blob {
+                label: format!("deb {} {} {}", d.name, d.version, self.arch),
+                archive: d.archive.into(),
+                path: d.path.clone(),
+                size: d.size,
+                sha256: d.sha256.clone(),
+                licence: "NOASSERTION".into(),
+            })
+            .collect())
     }
 }
 

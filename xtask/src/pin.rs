@@ -78,6 +78,19 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
         }
         pinned_requests.push((me, needs));
     }
+    let mut envs = Vec::new();
+    for env in &lock.envs {
+        ui::step(&format!("resolve env {}", env.name));
+        let targets: Vec<String> = env
+            .packages
+            .iter()
+            .map(|p| format!("{p}:{}", env.arch))
+            .collect();
+        let mut set = apt.resolve_targets(&targets, &env.arch, env.suite.as_deref(), true)?;
+        set.sort_by(|a, b| a.name.cmp(&b.name));
+        set.dedup_by(|a, b| a.name == b.name && a.version == b.version);
+        envs.push(set);
+    }
     let mut sources = Vec::new();
     for src in &lock.sources {
         ui::step(&format!("resolve source {}", src.name));
@@ -134,6 +147,23 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
             }
             multiline_array(&mut files);
             table["files"] = value(files);
+        }
+    }
+    if let Some(tables) = doc.get_mut("env").and_then(|s| s.as_array_of_tables_mut()) {
+        for (table, set) in tables.iter_mut().zip(&envs) {
+            let mut debs = Array::new();
+            for p in set {
+                let mut inline = toml_edit::InlineTable::new();
+                inline.insert("name", p.name.as_str().into());
+                inline.insert("version", p.version.as_str().into());
+                inline.insert("archive", p.archive.as_str().into());
+                inline.insert("path", p.path.as_str().into());
+                inline.insert("size", (p.size as i64).into());
+                inline.insert("sha256", p.sha256.as_str().into());
+                debs.push(inline);
+            }
+            multiline_array(&mut debs);
+            table["debs"] = value(debs);
         }
     }
     let new_text = doc.to_string();
@@ -253,6 +283,28 @@ fn diff(old: &Lock, new: &Lock) -> Vec<String> {
             out.push(format!("~ src:{} {} -> {}", n.name, v(o), v(Some(n))));
         }
     }
+    for n in &new.envs {
+        let old_debs = old
+            .envs
+            .iter()
+            .find(|o| o.name == n.name)
+            .map_or(&[][..], |o| &o.debs[..]);
+        for d in &n.debs {
+            match old_debs.iter().find(|o| o.name == d.name) {
+                None => out.push(format!("+ env:{} {} {}", n.name, d.name, d.version)),
+                Some(o) if o != d => out.push(format!(
+                    "~ env:{} {} {} -> {}",
+                    n.name, d.name, o.version, d.version
+                )),
+                Some(_) => {}
+            }
+        }
+        for o in old_debs {
+            if !n.debs.iter().any(|d| d.name == o.name) {
+                out.push(format!("- env:{} {}", n.name, o.name));
+            }
+        }
+    }
     out
 }
 
@@ -334,6 +386,9 @@ impl Apt {
             "Debug::NoLocking=1".into(),
             "-o".into(),
             "APT::Install-Recommends=false".into(),
+            // `install --print-uris` names MD5 sums unless told otherwise.
+            "-o".into(),
+            "Acquire::ForceHash=SHA256".into(),
         ];
         let out = std::process::Command::new(program)
             .args(&opts)
@@ -365,18 +420,26 @@ impl Apt {
         suite: Option<&str>,
         closure: bool,
     ) -> Result<Vec<Pinned>> {
-        let target = format!("{name}:{arch}");
+        self.resolve_targets(&[format!("{name}:{arch}")], arch, suite, closure)
+    }
+
+    /// Packages (`NAME:ARCH` each), or they and everything they need, resolved together.
+    fn resolve_targets(
+        &self,
+        targets: &[String],
+        arch: &str,
+        suite: Option<&str>,
+        closure: bool,
+    ) -> Result<Vec<Pinned>> {
+        let target = targets.join(" ");
         let mut args = vec!["--print-uris", "-y"];
         if let Some(suite) = suite {
             args.extend(["-t", suite]);
         }
-        if closure {
-            args.extend(["install", &target]);
-        } else {
-            args.extend(["download", &target]);
-        }
+        args.push(if closure { "install" } else { "download" });
+        args.extend(targets.iter().map(String::as_str));
         let out = self.cmd(&args).with_context(|| {
-            format!("resolving `{target}` (is the name right? `apt-cache policy {name}` tells)")
+            format!("resolving `{target}` (are the names right? `apt-cache policy NAME` tells)")
         })?;
         let mut set = Vec::new();
         for line in out.lines().filter(|l| l.starts_with('\'')) {
