@@ -8,6 +8,10 @@
 //! before anything else runs, so the process is still single-threaded when it unshares its
 //! namespaces. As root only mount and network namespaces are made; any other user gets a user
 //! namespace too, in which it is uid 0, so the same mounts work without privileges.
+//!
+//! The sandbox keeps honest tools hermetic; it does not confine a hostile one. There is no
+//! PID namespace, so `/proc` lists the host's processes, and in root mode a program can
+//! read their files through `/proc/<pid>/root` (in a user namespace the kernel refuses it).
 
 use std::convert::Infallible;
 use std::ffi::OsString;
