@@ -17,6 +17,7 @@ mod new_stubdom;
 mod pin;
 mod recipe;
 mod repro;
+mod sandbox;
 mod test;
 mod ui;
 mod variant;
@@ -129,9 +130,28 @@ enum Command {
         #[arg(long)]
         no_boot: bool,
     },
+    /// Check the build sandbox in a tiny busybox root (part of `test`).
+    #[command(hide = true)]
+    SandboxSelftest {
+        /// Work folder (default: target/sandbox-check).
+        #[arg(long)]
+        work: Option<std::path::PathBuf>,
+        /// Use this busybox-static .deb instead of the pinned one (no workspace needed, so
+        /// another user can run a copy of the binary).
+        #[arg(long, requires = "work")]
+        busybox_deb: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() {
+    // The sandbox's hidden modes run before anything else, while the process is still
+    // single-threaded (unshare needs that); they exec or exit.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some(sandbox::ENTER) => sandbox::enter(&args[2..]),
+        Some(sandbox::PROBE) => sandbox::probe_main(),
+        _ => {}
+    }
     let cli = Cli::parse();
     ui::set_quiet(cli.quiet);
     if let Err(e) = run(cli.command) {
@@ -145,6 +165,18 @@ fn run(command: Command) -> Result<()> {
         // Works on the files alone, so a recipe under construction cannot block it.
         let root = workspace::root()?;
         return new_stubdom::run(&root, name, *lang).map(|_| ());
+    }
+    if let Command::SandboxSelftest {
+        work: Some(work),
+        busybox_deb: Some(deb),
+    } = &command
+    {
+        ui::step(&format!(
+            "sandbox: this host makes sandboxes as {}",
+            sandbox::probe()?
+        ));
+        sandbox::print_report(&sandbox::self_test(work, deb)?);
+        return Ok(());
     }
     let ws = workspace::Workspace::load()?;
     match command {
@@ -231,5 +263,15 @@ fn run(command: Command) -> Result<()> {
         )
         .map(|_| ()),
         Command::Bench { names, no_boot } => bench::run(&ws, &names, &bench::Flags { no_boot }),
+        Command::SandboxSelftest { work, .. } => {
+            let work = work.unwrap_or_else(|| ws.target.join("sandbox-check"));
+            ui::step(&format!(
+                "sandbox: this host makes sandboxes as {}",
+                sandbox::probe()?
+            ));
+            let deb = sandbox::test_busybox(&ws)?;
+            sandbox::print_report(&sandbox::self_test(&work, &deb)?);
+            Ok(())
+        }
     }
 }

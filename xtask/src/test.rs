@@ -20,6 +20,7 @@ const XEN_HEADERS: &str = "libxen-dev";
 
 pub fn run(ws: &Workspace) -> Result<()> {
     doctor::ensure(&ws.needs())?;
+    let sandbox_checks = crate::sandbox::check(ws)?;
     let include = xen_headers(ws)?;
     cargo(
         ws,
@@ -61,11 +62,11 @@ pub fn run(ws: &Workspace) -> Result<()> {
     template(ws)?;
     ui::step("reproducibility of the fast payloads and the boot machine");
     let identical = crate::repro::run(ws, &FAST.map(String::from))?;
-    // fmt, clippy and the workspace tests, each boot test, the template check, each
-    // artifact found identical: every one of them a check that ran and passed.
+    // The sandbox checks, fmt, clippy and the workspace tests, each boot test, the template
+    // check, each artifact found identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        3 + boots.len() + 1 + identical
+        sandbox_checks + 3 + boots.len() + 1 + identical
     );
     Ok(())
 }
