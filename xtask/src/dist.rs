@@ -77,7 +77,8 @@ struct DistManifest {
     install_dir: String,
     source_date_epoch: u64,
     files: Vec<DistFile>,
-    toolchain: BTreeMap<String, String>,
+    /// The build environments the set's images were built in (every package, pinned).
+    build_environments: BTreeMap<String, crate::build::manifest::Environment>,
 }
 
 #[derive(Serialize)]
@@ -230,6 +231,7 @@ fn package(
     let mut tree = Tree::new();
     let mut files = Vec::new();
     let mut licences = std::collections::BTreeSet::new();
+    let mut envs = std::collections::BTreeSet::new();
     for f in &set.files {
         let recipe = ws
             .recipes
@@ -281,6 +283,7 @@ fn package(
             bail!("{}: two files install as {dest}", path.display());
         }
         tree.add_host_file(&dest, &host, 0o644)?;
+        envs.insert(art.build_env.clone());
         licences.insert(recipe.licence.clone());
         let inputs = ws
             .recipe_blobs(recipe)?
@@ -328,7 +331,12 @@ fn package(
         install_dir: install_dir.clone(),
         source_date_epoch: manifest.source_date_epoch,
         files,
-        toolchain: toolchain(),
+        build_environments: manifest
+            .environments
+            .iter()
+            .filter(|(name, _)| envs.contains(*name))
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect(),
     };
     let man_text = serde_json::to_string_pretty(&dm)? + "\n";
     tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
@@ -365,25 +373,6 @@ fn licence_text(ws: &Workspace, src: &str) -> Result<PathBuf> {
         bail!("licence text `{src}`: no such file in {pkg}");
     }
     Ok(p)
-}
-
-fn toolchain() -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (name, cmd) in [
-        ("rustc", &["rustc", "-V"][..]),
-        ("cargo", &["cargo", "-V"]),
-        ("cc", &["cc", "--version"]),
-    ] {
-        if let Ok(o) = std::process::Command::new(cmd[0]).args(&cmd[1..]).output() {
-            let first = String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            out.insert(name.to_string(), first);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

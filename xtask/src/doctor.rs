@@ -1,315 +1,77 @@
-//! Host tools: which each kind of work needs, whether they are here, and (on Debian) how they
-//! are installed. `cargo xtask doctor` lists them; `build` and `test` install what is missing
-//! on a Debian host as root, after saying what and why, and elsewhere print what to install.
+//! `cargo xtask doctor`: what the host must give, and whether it does. Every tool, compiler
+//! and library a build or a boot test uses comes from the pinned build environments, so the
+//! host needs only Linux that can run a step in a root (as root, or with unprivileged user
+//! namespaces) and the Rust toolchain that builds this driver. Also checked, because a run
+//! needs them: a Debian mirror to fetch from (unless the cache already has everything) and
+//! room in the cache.
 
-use std::path::Path;
-use std::process::Command;
+use anyhow::{bail, Result};
 
-use anyhow::{bail, Context, Result};
+use crate::cache::Cache;
+use crate::mirror::Mirrors;
 
-use crate::mirror::{Mirrors, RELEASE};
-use crate::recipe::Kind;
-use crate::ui;
-
-/// One host tool and the Debian package that provides it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tool {
-    pub command: &'static str,
-    pub package: &'static str,
-    /// Install from `<release>-backports` (QEMU must match the machine's backported qemu-utils).
-    pub backports: bool,
+/// One requirement and what to do when it is not met.
+struct Check {
+    what: &'static str,
+    result: Result<String>,
 }
 
-const fn tool(command: &'static str, package: &'static str) -> Tool {
-    Tool {
-        command,
-        package,
-        backports: false,
-    }
-}
-
-/// What needs tools beyond cargo.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need {
-    Kind(Kind),
-    BootTest,
-    Tests,
-    Repro,
-}
-
-impl Need {
-    pub fn describe(self) -> String {
-        match self {
-            Need::Kind(k) => format!("building {k} recipes"),
-            Need::BootTest => "boot tests (Xen in QEMU)".into(),
-            Need::Tests => "the workspace tests".into(),
-            Need::Repro => "reproducibility checks (a shifted clock)".into(),
+pub fn run() -> Result<()> {
+    let checks = [
+        Check {
+            what: "Linux",
+            result: linux(),
+        },
+        Check {
+            what: "sandbox (build steps in their roots)",
+            result: crate::sandbox::probe().map(str::to_string),
+        },
+        Check {
+            what: "Rust toolchain (builds the driver)",
+            result: rust(),
+        },
+        Check {
+            what: "Debian mirror",
+            result: Mirrors::discover().map(|m| format!("{} and {}", m.debian, m.security)),
+        },
+        Check {
+            what: "cache",
+            result: Cache::open()
+                .map(|c| format!("{}{}", c.root().display(), crate::fsx::disk_hint(c.root()))),
+        },
+    ];
+    let mut failed = 0;
+    for c in &checks {
+        match &c.result {
+            Ok(how) => println!("ok       {:<38} {how}", c.what),
+            Err(e) => {
+                failed += 1;
+                println!("MISSING  {:<38} {e:#}", c.what);
+            }
         }
     }
-
-    pub fn tools(self) -> &'static [Tool] {
-        const RUNTIME: &[Tool] = &[tool("cc", "gcc"), tool("ld", "binutils")];
-        const PVGRUB: &[Tool] = &[
-            tool("gcc", "gcc"),
-            tool("make", "make"),
-            tool("bison", "bison"),
-            tool("flex", "flex"),
-            tool("python3", "python3"),
-            tool("patch", "patch"),
-            tool("autoreconf", "autoconf"),
-            tool("automake", "automake"),
-            tool("autopoint", "autopoint"),
-            tool("gettext", "gettext"),
-            tool("pkg-config", "pkg-config"),
-        ];
-        // The kernel (objtool needs libelf-dev, which has no command to look for), QEMU
-        // (meson, ninja, glib and pixman headers; the Xen ones come from the pinned
-        // libxen-dev) and the rootfs (strip).
-        const IOEMU: &[Tool] = &[
-            tool("gcc", "gcc"),
-            tool("make", "make"),
-            tool("bison", "bison"),
-            tool("flex", "flex"),
-            tool("bc", "bc"),
-            tool("perl", "perl"),
-            tool("patch", "patch"),
-            tool("python3", "python3"),
-            tool("ninja", "ninja-build"),
-            tool("meson", "meson"),
-            tool("pkg-config", "pkg-config"),
-            tool("strip", "binutils"),
-            tool("glib-mkenums", "libglib2.0-dev"),
-        ];
-        const BOOT: &[Tool] = &[
-            Tool {
-                command: "qemu-system-x86_64",
-                package: "qemu-system-x86",
-                backports: true,
-            },
-            tool("mke2fs", "e2fsprogs"),
-            tool("sfdisk", "fdisk"),
-        ];
-        const REPRO: &[Tool] = &[tool("faketime", "faketime")];
-        const TESTS: &[Tool] = &[
-            tool("cc", "gcc"),
-            tool("cpio", "cpio"),
-            tool("tar", "tar"),
-            tool("gzip", "gzip"),
-            tool("dpkg-deb", "dpkg"),
-            tool("xz", "xz-utils"),
-            tool("zstd", "zstd"),
-            tool("bzip2", "bzip2"),
-        ];
-        match self {
-            Need::Kind(Kind::Rust | Kind::C) => RUNTIME,
-            Need::Kind(Kind::Pvgrub) => PVGRUB,
-            Need::Kind(Kind::Ioemu) => IOEMU,
-            Need::BootTest => BOOT,
-            Need::Tests => TESTS,
-            Need::Repro => REPRO,
-        }
+    if failed > 0 {
+        bail!("{failed} host requirement(s) not met (see above for what to do)");
     }
-}
-
-pub fn have(command: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| {
-            let p = dir.join(command);
-            p.is_file()
-                && std::fs::metadata(&p).is_ok_and(|m| {
-                    use std::os::unix::fs::PermissionsExt;
-                    m.permissions().mode() & 0o111 != 0
-                })
-        })
-    })
-}
-
-/// `cargo xtask doctor`: a table of every tool, what needs it and whether it is here.
-pub fn report(needs: &[Need]) -> Result<()> {
-    let mut missing = Vec::new();
     println!(
-        "{:<22} {:<18} {:<8} needed for",
-        "tool", "package", "status"
+        "\nthe host has everything; every other tool comes from the pinned build environments"
     );
-    for need in needs {
-        for t in need.tools() {
-            let ok = have(t.command);
-            println!(
-                "{:<22} {:<18} {:<8} {}",
-                t.command,
-                t.package,
-                if ok { "ok" } else { "MISSING" },
-                need.describe()
-            );
-            if !ok && !missing.contains(t) {
-                missing.push(*t);
-            }
-        }
-    }
-    if missing.is_empty() {
-        println!("\nall host tools are present");
-        return Ok(());
-    }
-    println!("\n{}", install_hint(&missing));
-    bail!("{} host tool(s) missing", missing.len())
-}
-
-fn install_hint(missing: &[Tool]) -> String {
-    let plain: Vec<_> = missing
-        .iter()
-        .filter(|t| !t.backports)
-        .map(|t| t.package)
-        .collect();
-    let bpo: Vec<_> = missing
-        .iter()
-        .filter(|t| t.backports)
-        .map(|t| t.package)
-        .collect();
-    let mut s =
-        String::from("to install them on Debian: `cargo xtask doctor --install` (as root), or:\n");
-    if !plain.is_empty() {
-        s += &format!("  apt-get install {}\n", plain.join(" "));
-    }
-    if !bpo.is_empty() {
-        s += &format!(
-            "  apt-get install -t {RELEASE}-backports {}\n",
-            bpo.join(" ")
-        );
-    }
-    s += "on other systems, install the packages that provide: ";
-    s += &missing
-        .iter()
-        .map(|t| t.command)
-        .collect::<Vec<_>>()
-        .join(", ");
-    s
-}
-
-/// Makes sure the tools of `needs` are present, installing them with apt-get on a Debian
-/// host when we are root; otherwise fails with the exact packages to install.
-pub fn ensure(needs: &[Need]) -> Result<()> {
-    let mut missing: Vec<(Tool, Need)> = Vec::new();
-    for need in needs {
-        for t in need.tools() {
-            if !have(t.command) && !missing.iter().any(|(m, _)| m == t) {
-                missing.push((*t, *need));
-            }
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let tools: Vec<Tool> = missing.iter().map(|(t, _)| *t).collect();
-    let debian = Path::new("/etc/debian_version").exists() && have("apt-get");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if !debian || !root {
-        bail!(
-            "missing host tools: {}\n{}",
-            missing
-                .iter()
-                .map(|(t, n)| format!("{} ({})", t.command, n.describe()))
-                .collect::<Vec<_>>()
-                .join(", "),
-            install_hint(&tools)
-        );
-    }
-    for (t, n) in &missing {
-        ui::step(&format!(
-            "installing {} with apt-get: it provides `{}`, needed for {}",
-            t.package,
-            t.command,
-            n.describe()
-        ));
-    }
-    install(&tools)
-}
-
-fn install(tools: &[Tool]) -> Result<()> {
-    let mut plain: Vec<&str> = tools
-        .iter()
-        .filter(|t| !t.backports)
-        .map(|t| t.package)
-        .collect();
-    let mut bpo: Vec<&str> = tools
-        .iter()
-        .filter(|t| t.backports)
-        .map(|t| t.package)
-        .collect();
-    plain.dedup();
-    bpo.dedup();
-    if !bpo.is_empty() {
-        add_backports()?;
-    }
-    apt(&["update", "-qq"])?;
-    if !plain.is_empty() {
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&plain);
-        apt(&args)?;
-    }
-    if !bpo.is_empty() {
-        let suite = format!("{RELEASE}-backports");
-        let mut args = vec![
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "-t",
-            &suite,
-        ];
-        args.extend(&bpo);
-        apt(&args)?;
-    }
-    let still: Vec<_> = tools
-        .iter()
-        .filter(|t| !have(t.command))
-        .map(|t| t.command)
-        .collect();
-    if !still.is_empty() {
-        bail!(
-            "apt-get finished but these tools are still missing: {}",
-            still.join(", ")
-        );
-    }
     Ok(())
 }
 
-/// Adds the backports suite of the machine's own Debian mirror, if apt does not know it.
-fn add_backports() -> Result<()> {
-    let file = Path::new("/etc/apt/sources.list.d/stubdoms-backports.sources");
-    let suite = format!("{RELEASE}-backports");
-    let configured = std::fs::read_dir("/etc/apt/sources.list.d")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&suite)))
-        || std::fs::read_to_string("/etc/apt/sources.list").is_ok_and(|t| t.contains(&suite));
-    if configured {
-        return Ok(());
+fn linux() -> Result<String> {
+    if !cfg!(target_os = "linux") {
+        bail!("the build steps run in Linux namespaces: use a Linux host (or a Linux VM)");
     }
-    let mirrors = Mirrors::discover()?;
-    ui::step(&format!(
-        "adding {suite} from {} to apt ({}): QEMU must come from it to match the installed qemu-utils",
-        mirrors.debian,
-        file.display()
-    ));
-    let text = format!(
-        "Types: deb\nURIs: {}\nSuites: {suite}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-        mirrors.debian
-    );
-    std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    Ok(format!("kernel {}", release.trim()))
 }
 
-fn apt(args: &[&str]) -> Result<()> {
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        bail!("`apt-get {}` failed ({status})", args.join(" "));
+fn rust() -> Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(&cargo).arg("--version").output();
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        _ => bail!("`{cargo} --version` does not run: install Rust (rustup.rs or your distribution's cargo)"),
     }
-    Ok(())
 }

@@ -4,7 +4,9 @@
 mod bench;
 mod boot;
 mod build;
+mod buildenv;
 mod cache;
+mod crates;
 mod dist;
 mod doctor;
 mod elfdeps;
@@ -59,12 +61,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// List the host tools each recipe needs and whether they are present.
-    Doctor {
-        /// Install what is missing (Debian, as root).
-        #[arg(long)]
-        install: bool,
-    },
+    /// Check what the host must give (Linux with namespaces or root, the Rust toolchain).
+    Doctor,
     /// Build images into target/images/<variant>/ and write target/images/manifest.json.
     Build {
         /// Recipes to build (default: all).
@@ -77,6 +75,18 @@ enum Command {
         /// Build from scratch: ignore stored builds and incremental state.
         #[arg(long)]
         fresh: bool,
+    },
+    /// Assemble a build environment (default: the builders') and print where it is, or run a
+    /// command in it with the checkout mounted read-only at /work.
+    Env {
+        /// The `[[env]]` of inputs.lock (bookworm-build, bookworm-boot).
+        #[arg(long, default_value = buildenv::BUILD)]
+        name: String,
+        #[arg(long)]
+        offline: bool,
+        /// The command to run, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
     },
     /// Assemble the x86_64 boot-test machine (Xen, dom0 kernel and initramfs) into a folder.
     Machine {
@@ -152,6 +162,9 @@ fn main() {
         Some(sandbox::PROBE) => sandbox::probe_main(),
         _ => {}
     }
+    if let Some(code) = test::tool_shim(&args) {
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     ui::set_quiet(cli.quiet);
     if let Err(e) = run(cli.command) {
@@ -196,13 +209,7 @@ fn run(command: Command) -> Result<()> {
             let cache = cache::Cache::open()?;
             pin::run(&ws.root, cache.root(), &pin::Flags { check })
         }
-        Command::Doctor { install } => {
-            let needs = ws.needs();
-            if install {
-                doctor::ensure(&needs)?;
-            }
-            doctor::report(&needs)
-        }
+        Command::Doctor => doctor::run(),
         Command::Build {
             names,
             variant,
@@ -229,6 +236,11 @@ fn run(command: Command) -> Result<()> {
             println!("{}", out.display());
             Ok(())
         }
+        Command::Env {
+            name,
+            offline,
+            command,
+        } => buildenv::run(&ws, &name, offline, &command),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
         Command::BootTest {
             names,

@@ -11,43 +11,78 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::build::Manifest;
-use crate::doctor::{self, Need};
 use crate::fsx;
 use crate::recipe;
 use crate::ui;
 use crate::workspace::{self, Workspace};
 
 /// How the two builds differ from each other. The second one's clock is shifted with
-/// libfaketime for the C-world build tools (see `build::shifted_clock`).
+/// libfaketime for the C-world build tools (see `buildenv::Step::shifted_clock`), and its
+/// driver runs with an empty environment and a `PATH` of only the Rust toolchain's own
+/// folder: no host compiler, shell or tool is there to be found.
 struct Env {
     dir: &'static str,
-    umask: &'static str,
+    umask: u32,
     tz: &'static str,
     lang: &'static str,
     /// A `faketime` offset; empty for the real clock.
     clock: &'static str,
+    /// Run the driver with nothing of the host on its `PATH` but the Rust toolchain.
+    hide_host: bool,
 }
 
 const ENVS: [Env; 2] = [
     Env {
         dir: "a",
-        umask: "022",
+        umask: 0o022,
         tz: "UTC",
         lang: "C.UTF-8",
         clock: "",
+        hide_host: false,
     },
     Env {
         dir: "second-build/with/a/longer/path",
-        umask: "077",
+        umask: 0o077,
         tz: "Asia/Kolkata",
         lang: "fr_FR.UTF-8",
         clock: "+400d",
+        hide_host: true,
     },
 ];
 
+/// An environment with nothing of the host but what the driver itself needs: the Rust
+/// toolchain's folder as the whole `PATH` (cargo for `cargo metadata`), and the variables
+/// that locate the toolchain, the cache and the home folder.
+fn hide_host(cmd: &mut Command) -> Result<()> {
+    let cargo = PathBuf::from(
+        std::env::var_os("CARGO").context("CARGO is not set: run repro through `cargo xtask`")?,
+    );
+    let bin = cargo.parent().context("cargo's folder")?.to_path_buf();
+    let keep: Vec<(String, std::ffi::OsString)> = [
+        "HOME",
+        "CARGO",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "XDG_CACHE_HOME",
+        "STUBDOMS_CACHE",
+        "STUBDOMS_DEBIAN_MIRROR",
+        "STUBDOMS_DEBIAN_SECURITY_MIRROR",
+        "STUBDOMS_DEBIAN_SNAPSHOT",
+    ]
+    .iter()
+    .filter_map(|v| std::env::var_os(v).map(|val| (v.to_string(), val)))
+    .collect();
+    let vars: Vec<(String, std::ffi::OsString)> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string_lossy().into_owned(), v.to_os_string())))
+        .collect();
+    cmd.env_clear().envs(keep).envs(vars).env("PATH", bin);
+    Ok(())
+}
+
 /// Returns how many artifacts were compared (all identical, else an error).
 pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
-    doctor::ensure(&[Need::Repro])?;
     let selected: Vec<String> = recipe::select(&ws.recipes, names)?
         .iter()
         .map(|r| r.name.clone())
@@ -59,7 +94,7 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
     for env in &ENVS {
         let root = base.join(env.dir);
         ui::step(&format!(
-            "repro: building in {} (umask {}, TZ={}, LANG={}, clock {})",
+            "repro: building in {} (umask {:03o}, TZ={}, LANG={}, clock {}{})",
             root.display(),
             env.umask,
             env.tz,
@@ -68,6 +103,11 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
                 "real"
             } else {
                 env.clock
+            },
+            if env.hide_host {
+                ", host tools hidden"
+            } else {
+                ""
             }
         ));
         workspace::copy_to(&ws.root, &root)?;
@@ -78,20 +118,22 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
             build_args,
             vec!["machine".into(), "--out".into(), "target/machine".into()],
         ] {
-            let script = format!("umask {} && exec \"$0\" \"$@\"", env.umask);
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .arg(&me)
-                .args(&args)
+            let mut cmd = Command::new(&me);
+            cmd.args(&args)
                 .current_dir(&root)
                 .env(crate::build::CLOCK_SHIFT_ENV, env.clock)
                 .env("CARGO_TARGET_DIR", &target)
                 .env("TZ", env.tz)
                 .env("LANG", env.lang)
-                .env("LC_ALL", env.lang)
-                .status()
-                .context("running xtask")?;
+                .env("LC_ALL", env.lang);
+            if env.hide_host {
+                hide_host(&mut cmd)?;
+            }
+            // The child inherits the umask; put ours back once it is started.
+            let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(env.umask));
+            let status = cmd.status();
+            rustix::process::umask(old);
+            let status = status.context("running xtask")?;
             if !status.success() {
                 bail!(
                     "repro: `xtask {}` failed in {}",

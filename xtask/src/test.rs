@@ -2,26 +2,17 @@
 //! clippy, the workspace tests (with the pinned Xen headers for the ABI check), then the
 //! boot tests of every recipe.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 
 use crate::cache::Cache;
-use crate::doctor;
-use crate::fetch;
 use crate::ui;
 use crate::workspace::Workspace;
 
 /// Payloads quick enough to build twice on every test run (`cargo xtask repro` checks all).
 const FAST: [&str; 2] = ["rust-stubdom", "c-stubdom"];
 
-/// The pinned package whose headers the hypervisor ABI crate is checked against.
-const XEN_HEADERS: &str = "libxen-dev";
-
 pub fn run(ws: &Workspace) -> Result<()> {
-    doctor::ensure(&ws.needs())?;
     let sandbox_checks = crate::sandbox::check(ws)?;
-    let include = xen_headers(ws)?;
     cargo(
         ws,
         &["fmt", "--all", "--check"],
@@ -41,13 +32,16 @@ pub fn run(ws: &Workspace) -> Result<()> {
         &[],
         "clippy",
     )?;
-    let include = include.display().to_string();
-    cargo(
-        ws,
-        &["test", "--workspace"],
-        &[("XEN_INCLUDE_DIR", include.as_str())],
-        "workspace tests",
-    )?;
+    let cache = Cache::open()?;
+    let root = crate::buildenv::fetched_root(ws, &cache, crate::buildenv::BUILD, false)?;
+    let mut env = tool_links(ws, &root)?;
+    // The ABI crate is checked against the Xen headers QEMU is compiled against.
+    env.push((
+        "XEN_INCLUDE_DIR".into(),
+        root.dir.join("usr/include").display().to_string(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    cargo(ws, &["test", "--workspace"], &env, "workspace tests")?;
     ui::step("boot tests");
     let boots = crate::boot::run(
         ws,
@@ -102,16 +96,90 @@ fn template(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// Fetches and unpacks the pinned Xen headers; returns their include folder.
-fn xen_headers(ws: &Workspace) -> Result<PathBuf> {
-    let cache = Cache::open()?;
-    let blobs = ws.lock.resolve(XEN_HEADERS)?.blobs()?;
-    fetch::ensure(&cache, &blobs, &fetch::Flags { offline: false })?;
-    let dir = cache.unpacked_deb(&blobs[0])?.join("usr/include");
-    if !dir.join("xen/xen.h").is_file() {
-        bail!("{XEN_HEADERS} has no usr/include/xen/xen.h: is the pin right?");
+/// The external tools the workspace tests run (archive read-back, the ABI layout program's
+/// compiler). They come from the build environment, never the host: `cargo test` gets a
+/// `PATH` that starts with links of these names to the driver, which runs the tool of that
+/// name in the build environment (see [`tool_shim`]).
+const TEST_TOOLS: &[&str] = &[
+    "cc", "cpio", "tar", "gzip", "xz", "zstd", "bzip2", "dpkg-deb",
+];
+
+/// Set on `cargo test` to the build environment's root folder, for [`tool_shim`].
+const SHIM_ROOT_ENV: &str = "STUBDOMS_TOOL_ROOT";
+
+/// The folder of tool links for the workspace tests, and the environment to run them with.
+fn tool_links(ws: &Workspace, root: &crate::buildenv::Root) -> Result<Vec<(String, String)>> {
+    let dir = ws.target.join("test-tools");
+    crate::fsx::remove_dir_if_exists(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let me = std::env::current_exe().context("finding the xtask binary")?;
+    for tool in TEST_TOOLS {
+        std::os::unix::fs::symlink(&me, dir.join(tool))
+            .with_context(|| format!("linking {}", dir.join(tool).display()))?;
     }
-    Ok(dir)
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![dir];
+    paths.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(paths).context("PATH")?;
+    Ok(vec![
+        ("PATH".into(), path.to_string_lossy().into_owned()),
+        (SHIM_ROOT_ENV.into(), root.dir.display().to_string()),
+    ])
+}
+
+/// When the driver runs as one of [`TEST_TOOLS`] (a link made by [`tool_links`]), runs that
+/// tool in the build environment with the host's `/tmp` (the tests' scratch space) mounted,
+/// and returns its exit code.
+pub fn tool_shim(args: &[std::ffi::OsString]) -> Option<i32> {
+    let name = std::path::Path::new(args.first()?).file_name()?.to_str()?;
+    if !TEST_TOOLS.contains(&name) {
+        return None;
+    }
+    let Some(root) = std::env::var_os(SHIM_ROOT_ENV) else {
+        eprintln!("error: {name}: this is the stubdoms driver standing in for the build environment's `{name}`, but {SHIM_ROOT_ENV} is not set");
+        return Some(127);
+    };
+    let tmp = std::env::temp_dir();
+    let cwd = std::env::current_dir()
+        .ok()
+        .filter(|d| d.starts_with(&tmp))
+        .map_or("/".to_string(), |d| {
+            format!("/tmp/{}", d.strip_prefix(&tmp).unwrap_or(&d).display())
+        });
+    let env: Vec<(String, String)> = ["TZ", "LC_ALL", "SOURCE_DATE_EPOCH"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok().map(|val| (v.to_string(), val)))
+        .collect();
+    // Paths into the root (the Xen headers the ABI test names) become the root's own paths.
+    let prefix = std::path::PathBuf::from(&root);
+    let tool_args: Vec<std::ffi::OsString> = args[1..]
+        .iter()
+        .map(|a| match std::path::Path::new(a).strip_prefix(&prefix) {
+            Ok(rel) => std::path::Path::new("/").join(rel).into_os_string(),
+            Err(_) => a.clone(),
+        })
+        .collect();
+    let sandbox = crate::sandbox::Sandbox {
+        root: root.into(),
+        writable_root: false,
+        binds: vec![crate::sandbox::Bind {
+            host: tmp,
+            inside: "/tmp".into(),
+            writable: true,
+        }],
+        cwd,
+        env,
+    };
+    let status = sandbox
+        .command(name)
+        .and_then(|mut c| Ok(c.args(&tool_args).status()?));
+    match status {
+        Ok(s) => Some(s.code().unwrap_or(128)),
+        Err(e) => {
+            eprintln!("error: {name} (build environment): {e:#}");
+            Some(127)
+        }
+    }
 }
 
 fn cargo(ws: &Workspace, args: &[&str], env: &[(&str, &str)], what: &str) -> Result<()> {

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::doctor::Need;
 use crate::lock::{Blob, Lock};
 use crate::recipe::{self, Recipe};
 
@@ -74,20 +73,6 @@ impl Workspace {
             out.extend(self.lock.resolve(input)?.blobs()?);
         }
         Ok(out)
-    }
-
-    /// What the host must provide for every recipe, the boot tests and the test suite.
-    pub fn needs(&self) -> Vec<Need> {
-        let mut needs: Vec<Need> = Vec::new();
-        for r in &self.recipes {
-            if !needs.contains(&Need::Kind(r.kind)) {
-                needs.push(Need::Kind(r.kind));
-            }
-        }
-        needs.push(Need::BootTest);
-        needs.push(Need::Tests);
-        needs.push(Need::Repro);
-        needs
     }
 }
 

@@ -3,8 +3,8 @@
 //! the printed values with the Rust side.
 //!
 //! The headers come from Debian's `libxen-dev` of the Xen version the project tests with;
-//! `cargo xtask test` extracts the pinned package and sets `XEN_INCLUDE_DIR` to the folder
-//! that holds `xen/xen.h`.
+//! `cargo xtask test` sets `XEN_INCLUDE_DIR` to the build environment's include folder (its
+//! pinned libxen-dev) and compiles with the build environment's C compiler.
 
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
@@ -392,8 +392,10 @@ fn run_c(include: &Path, src: &str) -> Vec<u64> {
     let exe = dir.join("layout");
     std::fs::write(&c_file, src).expect("write C program");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    // Static, so the program runs on the host whichever C library compiled it.
     let out = Command::new(&cc)
         .arg("-std=gnu11")
+        .arg("-static")
         .arg("-I")
         .arg(include)
         .arg(&c_file)

@@ -6,6 +6,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::tools::Tools;
+
 use anyhow::{bail, Context, Result};
 
 use crate::recipe::{Disk, FileSystem, PartitionTable};
@@ -16,13 +18,14 @@ const PART_START: u64 = 1 << 20;
 /// Builds `disk` at `out`, with its files taken from `files` (path in disk -> host file)
 /// and its first sector's code from the annotated hex file `boot_sector`.
 pub fn make(
+    tools: &Tools,
     disk: &Disk,
     files: &[(String, PathBuf)],
     boot_sector: Option<&Path>,
     work: &Path,
     out: &Path,
 ) -> Result<()> {
-    image(disk, files, work, out)?;
+    image(tools, disk, files, work, out)?;
     if let Some(path) = boot_sector {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("disk {}: reading {}", disk.vdev, path.display()))?;
@@ -34,7 +37,13 @@ pub fn make(
     Ok(())
 }
 
-fn image(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -> Result<()> {
+fn image(
+    tools: &Tools,
+    disk: &Disk,
+    files: &[(String, PathBuf)],
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
     let size = u64::from(disk.size_mib) << 20;
     let fs_size = match disk.table {
         PartitionTable::None => size,
@@ -68,7 +77,8 @@ fn image(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -> R
             } else {
                 "ext2"
             };
-            run(Command::new("mke2fs")
+            run(tools
+                .command_with("mke2fs", &[("E2FSPROGS_FAKE_TIME", "1735689600")])?
                 .args([
                     "-q",
                     "-F",
@@ -80,10 +90,9 @@ fn image(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -> R
                     "stubdoms",
                     "-d",
                 ])
-                .arg(&root)
-                .arg(&fs_img)
-                .arg(format!("{}k", fs_size >> 10))
-                .env("E2FSPROGS_FAKE_TIME", "1735689600"))
+                .arg(tools.inside(&root)?)
+                .arg(tools.inside(&fs_img)?)
+                .arg(format!("{}k", fs_size >> 10)))
             .with_context(|| format!("disk {}: mke2fs", disk.vdev))?;
         }
     }
@@ -104,14 +113,15 @@ fn image(disk: &Disk, files: &[(String, PathBuf)], work: &Path, out: &Path) -> R
         PART_START / 512,
         fs_size / 512
     );
-    let mut child = Command::new("sfdisk")
+    let mut child = tools
+        .command("sfdisk")?
         .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(out)
+        .arg(tools.inside(out)?)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running sfdisk (install fdisk)")?;
+        .context("running sfdisk")?;
     child
         .stdin
         .take()

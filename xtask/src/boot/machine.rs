@@ -80,6 +80,8 @@ pub struct Machine {
     /// The Debian kernel as a guest kernel image, and the tiny guest initramfs.
     pub guest_kernel: PathBuf,
     pub guest_initrd: PathBuf,
+    /// QEMU and the disk tools, from the boot environment.
+    pub tools: super::tools::Tools,
 }
 
 /// The pinned packages the machine is made of.
@@ -161,7 +163,7 @@ pub fn blobs(ws: &Workspace) -> Result<Vec<Blob>> {
 }
 
 /// Assembles the machine, or reuses the one stored under the same key.
-pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64) -> Result<Machine> {
+pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Result<Machine> {
     let blobs = blobs(ws)?;
     let mut h = Sha256::new();
     h.update(include_str!("machine.rs"));
@@ -183,6 +185,7 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64) -> Result<Machine> {
         dom0_hvm: dir.join("dom0-hvm.cpio"),
         guest_kernel: dir.join("vmlinux.gz"),
         guest_initrd: dir.join("guest.cpio.gz"),
+        tools: super::tools::Tools::new(ws, cache, offline)?,
     };
     if dir.is_dir() {
         return Ok(machine);

@@ -10,6 +10,7 @@ mod disk;
 mod elf;
 pub mod machine;
 mod qemu;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,6 @@ use self::machine::Machine;
 use self::qemu::{Next, Qemu};
 use crate::build;
 use crate::cache::Cache;
-use crate::doctor::{self, Need};
 use crate::fetch;
 use crate::fsx;
 use crate::recipe::{self, BootMode, BootTest};
@@ -94,7 +94,6 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
     if tests.is_empty() {
         bail!("no boot test matches");
     }
-    doctor::ensure(&[Need::BootTest])?;
     let mut needed: Vec<String> = Vec::new();
     for t in &tests {
         for n in artifact_refs(t) {
@@ -123,7 +122,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
         },
     )?;
     let epoch = build::source_date_epoch()?;
-    let machine = machine::x86_64(ws, &cache, epoch)?;
+    let machine = machine::x86_64(ws, &cache, epoch, flags.offline)?;
 
     let boot_dir = ws.target.join("boot");
     let work = boot_dir.join("work");
@@ -383,7 +382,7 @@ fn resolve(
             .map(|b| source(ws, cache, m, &test, b))
             .transpose()?;
         let img = dir.with_extension("img");
-        disk::make(d, &files, boot_sector.as_deref(), &dir, &img)
+        disk::make(&m.tools, d, &files, boot_sector.as_deref(), &dir, &img)
             .with_context(|| format!("{id}: making disk {}", d.vdev))?;
         disks.push((d.vdev.clone(), img));
     }
@@ -452,8 +451,8 @@ fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
 /// crash or hang). Eager switching never takes that path.
 const XEN_COMMON: &str = "loglvl=all guest_loglvl=all spec-ctrl=eager-fpu";
 
-fn qemu_base(memory_mib: u32) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
+fn qemu_base(tools: &tools::Tools, memory_mib: u32) -> Result<Command> {
+    let mut c = tools.command("qemu-system-x86_64")?;
     c.args([
         "-machine",
         "q35",
@@ -472,12 +471,13 @@ fn qemu_base(memory_mib: u32) -> Command {
         "none",
         "-no-reboot",
     ]);
-    c
+    Ok(c)
 }
 
-/// QEMU's `-initrd` separates modules with commas: paths must not contain one.
-fn no_comma(p: &Path) -> Result<String> {
-    let s = p.display().to_string();
+/// A host file as QEMU in its sandbox sees it. QEMU's `-initrd` separates modules with
+/// commas: paths must not contain one.
+fn no_comma(tools: &tools::Tools, p: &Path) -> Result<String> {
+    let s = tools.inside(p)?;
     if s.contains(',') {
         bail!("{s}: QEMU cannot pass a multiboot module whose path contains a comma: move the checkout or set CARGO_TARGET_DIR");
     }
@@ -487,20 +487,23 @@ fn no_comma(p: &Path) -> Result<String> {
 /// Boots the image itself as dom0: a second of boot, no dom0 userland.
 fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
     let pvh = s.test.variant == Variant::X86_64Pvh;
-    let mut cmd = qemu_base(256);
+    let mut cmd = qemu_base(&m.tools, 256)?;
     if pvh {
         cmd.args(["-device", "intel-iommu,intremap=on"]);
     }
-    cmd.arg("-kernel").arg(&m.xen).arg("-append").arg(format!(
-        "console=com1 com1=115200,8n1 dom0_mem={}M {XEN_COMMON}{}",
-        s.test.memory,
-        if pvh { " dom0=pvh" } else { "" }
-    ));
+    cmd.arg("-kernel")
+        .arg(m.tools.inside(&m.xen)?)
+        .arg("-append")
+        .arg(format!(
+            "console=com1 com1=115200,8n1 dom0_mem={}M {XEN_COMMON}{}",
+            s.test.memory,
+            if pvh { " dom0=pvh" } else { "" }
+        ));
     let kernel = s
         .kernel
         .as_ref()
         .context("a dom0 scenario needs a kernel")?;
-    cmd.arg("-initrd").arg(no_comma(kernel)?);
+    cmd.arg("-initrd").arg(no_comma(&m.tools, kernel)?);
     let log = dir.join(format!("{}.log", s.dir_name()));
     let mut q = Qemu::start(cmd, &log)?;
     let deadline = q.started + Duration::from_secs(s.test.timeout);
@@ -557,14 +560,17 @@ fn run_batch(
         bytes.extend(tree.to_bytes(stubdoms_archive::Format::Cpio, 0)?);
         fsx::write_atomic(&initrd, &bytes)?;
     }
-    let mut cmd = qemu_base(1024);
-    cmd.arg("-kernel").arg(&m.xen).arg("-append").arg(format!(
-        "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M {XEN_COMMON}"
-    ));
+    let mut cmd = qemu_base(&m.tools, 1024)?;
+    cmd.arg("-kernel")
+        .arg(m.tools.inside(&m.xen)?)
+        .arg("-append")
+        .arg(format!(
+            "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M {XEN_COMMON}"
+        ));
     cmd.arg("-initrd").arg(format!(
         "{} console=hvc0 earlyprintk=xen,{}",
-        no_comma(&m.dom0_kernel)?,
-        no_comma(&initrd)?
+        no_comma(&m.tools, &m.dom0_kernel)?,
+        no_comma(&m.tools, &initrd)?
     ));
     let log = dir.join(format!("batch{index}.log"));
     let mut q = Qemu::start(cmd, &log)?;

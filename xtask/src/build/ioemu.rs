@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -65,20 +64,6 @@ const ROMS: &[(&str, &str, &str)] = &[
         "/usr/lib/ipxe/qemu/efi-e1000.rom",
     ),
 ];
-/// The pinned packages whose headers and libraries QEMU is compiled and linked against.
-const XEN_DEV: &[&str] = &[
-    "libxen-dev",
-    "libxencall1",
-    "libxendevicemodel1",
-    "libxenevtchn1",
-    "libxenforeignmemory1",
-    "libxengnttab1",
-    "libxenmisc4.17",
-    "libxenstore4",
-    "libxentoolcore1",
-    "libxentoollog1",
-];
-
 pub fn build(job: &Job) -> Result<()> {
     if job.variant != Variant::X86_64Pv {
         bail!(
@@ -92,18 +77,14 @@ pub fn build(job: &Job) -> Result<()> {
             job.recipe.manifest.display()
         );
     };
+    Debs::check_same_as(job)?;
     let debs = Debs::new(job)?;
     let orig = source_blob(job, "linux", ".orig.tar.xz")?;
     let fragment = read(&job.recipe.dir.join("linux.config"))?;
     let kernel = part(
         job,
         "linux",
-        &[
-            LINUX_BUILD,
-            &orig.sha256,
-            &fragment,
-            &tool_versions(&[&["cc", "--version"], &["make", "--version"]])?,
-        ],
+        &[LINUX_BUILD, &orig.sha256, &fragment, &job.root.key],
         || build_kernel(job),
     )?;
     fsx::copy_atomic(&kernel, &job.extra_output(kernel_name)?)?;
@@ -114,28 +95,14 @@ pub fn build(job: &Job) -> Result<()> {
         super::key::tree_hash(&job.recipe.dir.join("patches"))?,
     ];
     for b in &job.inputs {
-        if b.label.starts_with("source qemu ")
-            || XEN_DEV
-                .iter()
-                .any(|d| b.label.starts_with(&format!("deb {d} ")))
-        {
+        if b.label.starts_with("source qemu ") {
             qemu_key.push(b.sha256.clone());
         }
     }
-    qemu_key.push(tool_versions(&[
-        &["cc", "--version"],
-        &["ninja", "--version"],
-        &["meson", "--version"],
-        &["strip", "--version"],
-    ])?);
-    qemu_key.push(tool_versions(&[&[
-        "pkg-config",
-        "--modversion",
-        "glib-2.0",
-        "pixman-1",
-    ]])?);
+    // The compiler, meson and the libraries QEMU links against (Xen's among them).
+    qemu_key.push(job.root.key.clone());
     let qemu_key: Vec<&str> = qemu_key.iter().map(String::as_str).collect();
-    let qemu = part(job, "qemu", &qemu_key, || build_qemu(job, &debs))?;
+    let qemu = part(job, "qemu", &qemu_key, || build_qemu(job))?;
     let init = build_init(job)?;
     let rootfs = rootfs(job, &debs, &qemu, &init)?;
     fsx::write_atomic(&job.output(), &rootfs)
@@ -143,11 +110,6 @@ pub fn build(job: &Job) -> Result<()> {
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// The versions of host tools (command and arguments each), for the part keys.
-fn tool_versions(cmds: &[&[&str]]) -> Result<String> {
-    cmds.iter().map(|c| super::key::tool_version(c)).collect()
 }
 
 /// One built part (the kernel or QEMU), kept in the cache under a key of what decides its
@@ -204,10 +166,32 @@ impl Debs {
         Ok(Debs { roots })
     }
 
-    fn root(&self, name: &str) -> Result<&Path> {
-        self.roots.get(name).map(PathBuf::as_path).with_context(|| {
-            format!("the ioemu recipe needs the package `{name}` among its inputs")
-        })
+    /// The rootfs ships these packages' libraries, QEMU is compiled against the build
+    /// environment's: every package both have must be the same version in both, or QEMU
+    /// could need a symbol the rootfs lacks.
+    fn check_same_as(job: &Job) -> Result<()> {
+        for input in &job.recipe.inputs {
+            let crate::lock::Resolved::Debs(debs) = job.ws.lock.resolve(input)? else {
+                continue;
+            };
+            for d in debs {
+                let Some(env) = job.root.packages.iter().find(|p| p.name == d.name) else {
+                    continue;
+                };
+                let pin = d.pin()?;
+                if pin.version != env.version {
+                    bail!(
+                        "{}: the rootfs ships {} {}, but QEMU is compiled in {} against {}: run `cargo xtask pin` so both come from the same archive state",
+                        job.recipe.manifest.display(),
+                        d.name,
+                        pin.version,
+                        job.root.name,
+                        env.version
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -268,37 +252,38 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
     let out = job.staging.join("linux");
     std::fs::create_dir_all(&out)?;
     let fragment = job.recipe.dir.join("linux.config");
-    let env = |c: &mut Command| {
-        c.current_dir(&src)
+    // The source at /src (read-only), the build folder at /build, the recipe at /recipe:
+    // fixed paths, so nothing of the host reaches the kernel.
+    let step = || {
+        job.root
+            .step()
+            .ro(&src, "/src")
+            .rw(&out, "/build")
+            .ro(&job.recipe.dir, "/recipe")
+            .cwd("/src")
             .env("ARCH", "x86_64")
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
             .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01 00:00:00 UTC")
             .env("KBUILD_BUILD_USER", "stubdoms")
             .env("KBUILD_BUILD_HOST", "stubdoms")
             .env("KBUILD_BUILD_VERSION", "1")
             .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
-            .env_remove("CFLAGS")
-            .env_remove("KCFLAGS")
-            // No Rust in this kernel: a rustc that does not exist keeps the host's rustc out
-            // of the configuration (Kconfig records its version) and lets repro's shifted
-            // clock apply (rustc hangs under libfaketime). Variables in MAKEFLAGS reach
-            // the `make` that merge_config.sh runs too.
+            // No Rust in this kernel: a rustc that does not exist keeps the environment's
+            // rustc out of the configuration and lets repro's shifted clock apply (rustc
+            // hangs under libfaketime). Variables in MAKEFLAGS reach the `make` that
+            // merge_config.sh runs too.
             .env(
                 "MAKEFLAGS",
                 "RUSTC=stubdoms-no-rustc HOSTRUSTC=stubdoms-no-rustc",
-            );
+            )
+            .shifted_clock()
     };
     // `-n`: the fragment applies on top of allnoconfig; the script reports every requested
     // value that did not survive (a dependency missing from the fragment).
-    let mut merge = Command::new(src.join("scripts/kconfig/merge_config.sh"));
-    env(&mut merge);
-    merge
-        .env("KCONFIG_CONFIG", out.join(".config"))
-        .args(["-n", "-O"])
-        .arg(&out)
-        .arg(&fragment);
-    super::run_step(&mut merge, &job.staging, "linux merge_config")?;
+    let mut merge = step()
+        .env("KCONFIG_CONFIG", "/build/.config")
+        .command("/src/scripts/kconfig/merge_config.sh")?;
+    merge.args(["-n", "-O", "/build", "/recipe/linux.config"]);
+    super::run_logged(&mut merge, &job.staging, "linux merge_config")?;
     let log = std::fs::read_to_string(job.staging.join("linux_merge_config.log"))?;
     let lost: Vec<&str> = log
         .lines()
@@ -311,17 +296,9 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
             lost.join("\n")
         );
     }
-    let mut make = Command::new("make");
-    env(&mut make);
-    make.arg(format!("O={}", out.display()))
-        .arg(format!(
-            "KCFLAGS=-ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/build/",
-            src.display(),
-            out.display()
-        ))
-        .arg(jobs())
-        .arg("bzImage");
-    super::run_step(&mut make, &job.staging, "linux make")?;
+    let mut make = step().command("make")?;
+    make.args(["O=/build", &jobs(), "bzImage"]);
+    super::run_logged(&mut make, &job.staging, "linux make")?;
     Ok(out.join("arch/x86/boot/bzImage"))
 }
 
@@ -344,20 +321,25 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
                 &STRIP_TOP,
             )?;
             let series = std::fs::read_to_string(src.join("debian/patches/series"))?;
-            for p in series_entries(&series) {
-                let mut c = Command::new("patch");
-                c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
-                    .arg(src.join("debian/patches").join(p))
-                    .current_dir(src);
-                super::run_step(&mut c, &job.staging, &format!("qemu patch {p}"))?;
-            }
+            let mut list: Vec<String> = series_entries(&series)
+                .into_iter()
+                .map(|p| format!("/src/debian/patches/{p}"))
+                .collect();
             for p in &ours {
-                let mut c = Command::new("patch");
-                c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
-                    .arg(p)
-                    .current_dir(src);
                 let name = p.file_name().unwrap_or_default().to_string_lossy();
-                super::run_step(&mut c, &job.staging, &format!("qemu patch {name}"))?;
+                list.push(format!("/recipe/patches/{name}"));
+            }
+            for p in &list {
+                let mut c = job
+                    .root
+                    .step()
+                    .rw(src, "/src")
+                    .ro(&job.recipe.dir, "/recipe")
+                    .cwd("/src")
+                    .command("patch")?;
+                c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i", p]);
+                let name = p.rsplit('/').next().unwrap_or(p);
+                super::run_logged(&mut c, &job.staging, &format!("qemu patch {name}"))?;
             }
             // configure only looks for device sets inside the source tree.
             std::fs::write(
@@ -400,147 +382,50 @@ fn configure_args(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// QEMU, configured with the recipe's arguments, compiled against the pinned Xen headers
-/// and libraries; returns the stripped binary.
-fn build_qemu(job: &Job, debs: &Debs) -> Result<PathBuf> {
+/// QEMU, configured with the recipe's arguments, compiled against the build environment's
+/// Xen headers and libraries (the same release's packages the rootfs ships); returns the
+/// stripped binary.
+fn build_qemu(job: &Job) -> Result<PathBuf> {
     let src = qemu_source(job)?;
-    let sysroot = xen_sysroot(job, debs)?;
     let build = job.staging.join("qemu");
     std::fs::create_dir_all(&build)?;
-    let libdir = sysroot.join("usr/lib/x86_64-linux-gnu");
     let args_file = job.recipe.dir.join("qemu-configure.args");
     let args_text = std::fs::read_to_string(&args_file)
         .with_context(|| format!("reading {}", args_file.display()))?;
-    let env = |c: &mut Command| {
-        c.current_dir(&build)
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
+    let step = || {
+        job.root
+            .step()
+            .ro(&src, "/src")
+            .rw(&build, "/build")
+            .cwd("/build")
             .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
-            .env(
-                "PKG_CONFIG_PATH",
-                std::env::join_paths([libdir.join("pkgconfig")]).context("the Xen sysroot path")?,
-            )
-            .env(
-                "LIBRARY_PATH",
-                std::env::join_paths([&libdir]).context("the Xen sysroot path")?,
-            )
-            .env_remove("CFLAGS")
-            .env_remove("LDFLAGS")
-            .env_remove("CPPFLAGS");
-        Ok::<_, anyhow::Error>(())
+            .shifted_clock()
     };
-    let mut configure = Command::new(src.join("configure"));
-    env(&mut configure)?;
+    let mut configure = step().command("/src/configure")?;
     configure
         .args(configure_args(&args_text))
         // Meson compiles sources by their path relative to the build folder: map that form
-        // too, or `__FILE__` keeps the host's folders.
-        .arg(format!(
-            "--extra-cflags=-ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/src/ -ffile-prefix-map={}/=/build/ -ffile-prefix-map={}/=/sysroot/",
-            src.display(),
-            relative(&build, &src).display(),
-            build.display(),
-            sysroot.display()
-        ))
-        .arg(format!("--extra-ldflags=-Wl,-rpath-link,{}", libdir.display()));
-    super::run_step(&mut configure, &job.staging, "qemu configure")?;
-    let mut ninja = Command::new("ninja");
-    env(&mut ninja)?;
-    ninja.arg(jobs()).arg("qemu-system-i386");
-    super::run_step(&mut ninja, &job.staging, "qemu ninja")?;
-    let stripped = job.staging.join("qemu-system-i386");
-    let mut strip = Command::new("strip");
-    strip
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(build.join("qemu-system-i386"));
-    super::run_step(&mut strip, &job.staging, "qemu strip")?;
-    Ok(stripped)
-}
-
-/// `to` as a path relative to the folder `from` (both absolute), the way meson names
-/// sources: `..` for each of `from`'s own components, then the rest of `to`.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let (f, t): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
-    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
-    let mut out = PathBuf::new();
-    for _ in common..f.len() {
-        out.push("..");
-    }
-    out.extend(&t[common..]);
-    out
-}
-
-/// The pinned Xen headers and libraries as one tree (the development symlinks of
-/// `libxen-dev` point into the runtime packages), with pkg-config files that point into it.
-fn xen_sysroot(job: &Job, debs: &Debs) -> Result<PathBuf> {
-    let sysroot = job.staging.join("xen-sysroot");
-    for name in XEN_DEV {
-        let mut cp = Command::new("cp");
-        cp.args(["-a", "--no-preserve=ownership"])
-            .arg(debs.root(name)?.join("usr"))
-            .arg(&sysroot);
-        std::fs::create_dir_all(&sysroot)?;
-        super::run_step(&mut cp, &job.staging, &format!("sysroot {name}"))?;
-    }
-    let pc_dir = sysroot.join("usr/lib/x86_64-linux-gnu/pkgconfig");
-    let usr = format!("={}/usr", sysroot.display());
-    for entry in std::fs::read_dir(&pc_dir)
-        .with_context(|| format!("libxen-dev has no {}", pc_dir.display()))?
-    {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "pc") {
-            let text = std::fs::read_to_string(&path)?;
-            let text: Vec<String> = text.lines().map(|l| rebase_pc_line(l, &usr)).collect();
-            // The files are read-only copies of the package's.
-            let _ = std::fs::remove_file(&path);
-            std::fs::write(&path, text.join("\n") + "\n")?;
-        }
-    }
-    Ok(sysroot)
-}
-
-/// A line of a pinned `.pc` file for the sysroot: a variable that names an absolute `/usr`
-/// path (`libdir=/usr/lib/...`) gets the sysroot in front (`=` + sysroot + `/usr` in `usr`),
-/// and `Libs` loses its `-L` (the linker finds the libraries through `LIBRARY_PATH`): meson
-/// turns every `-L` outside the system folders into a RUNPATH naming the build folder.
-/// Other lines stay.
-fn rebase_pc_line(line: &str, usr: &str) -> String {
-    if let Some(libs) = line.strip_prefix("Libs:") {
-        let kept: Vec<&str> = libs
-            .split_whitespace()
-            .filter(|t| !t.starts_with("-L"))
-            .collect();
-        return format!("Libs: {}", kept.join(" "));
-    }
-    match line.split_once("=/usr") {
-        Some((var, rest))
-            if !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-        {
-            format!("{var}{usr}{rest}")
-        }
-        _ => line.to_string(),
-    }
+        // to the absolute one, so `__FILE__` is the same whichever way a file was named.
+        .arg("--extra-cflags=-ffile-prefix-map=../src/=/src/");
+    super::run_logged(&mut configure, &job.staging, "qemu configure")?;
+    let mut ninja = step().command("ninja")?;
+    ninja.args([&jobs(), "qemu-system-i386"]);
+    super::run_logged(&mut ninja, &job.staging, "qemu ninja")?;
+    let mut strip = step().command("strip")?;
+    strip.args([
+        "--strip-all",
+        "-o",
+        "/build/qemu-system-i386.stripped",
+        "/build/qemu-system-i386",
+    ]);
+    super::run_logged(&mut strip, &job.staging, "qemu strip")?;
+    Ok(build.join("qemu-system-i386.stripped"))
 }
 
 /// The Rust `/init`: a static glibc binary, paths mapped out.
 fn build_init(job: &Job) -> Result<PathBuf> {
-    let root = &job.ws.root;
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .context("neither CARGO_HOME nor HOME is set")?;
-    let flags = [
-        "-C target-feature=+crt-static".to_string(),
-        format!("--remap-path-prefix={}=/src", root.display()),
-        format!(
-            "--remap-path-prefix={}=/cargo",
-            cargo_home.join("registry/src").display()
-        ),
-    ];
-    let (mut c, dir) = job.cargo_image("ioemu-init", "ioemu-init", &flags);
-    c.env_remove("STUBRT_IMAGE");
+    let flags = ["-C target-feature=+crt-static".to_string()];
+    let (mut c, dir) = job.cargo_image("ioemu-init", "ioemu-init", &flags, &[])?;
     // Not on `repro`'s shifted clock: rustc hangs under libfaketime.
     super::run_logged(&mut c, &job.staging, "init cargo")?;
     Ok(dir.join("ioemu-init"))

@@ -6,19 +6,21 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::buildenv::Root;
 use crate::lock::Blob;
 use crate::recipe::{Kind, Recipe};
 use crate::variant::Variant;
 use crate::workspace::Workspace;
 
 /// Bumped when the build driver changes how every artifact is made.
-const FORMAT: &str = "stubdoms-build-1";
+const FORMAT: &str = "stubdoms-build-2";
 
 pub fn build_key(
     ws: &Workspace,
     recipe: &Recipe,
     variant: Variant,
     inputs: &[Blob],
+    root: &Root,
     epoch: u64,
 ) -> Result<String> {
     let mut h = Sha256::new();
@@ -50,11 +52,20 @@ pub fn build_key(
         field(dir, tree_hash(&ws.root.join(dir))?.as_bytes());
     }
     field("builder", builder_source(recipe.kind).as_bytes());
-    for tool in tools(recipe.kind) {
-        field(tool[0], tool_version(tool)?.as_bytes());
-    }
+    field("steps", STEPS.as_bytes());
+    // Steps see nothing but their root and what they declare, so the root's key stands for
+    // every tool and library a build uses.
+    field("root", root.key.as_bytes());
     Ok(format!("{:x}", h.finalize()))
 }
+
+/// How every step runs: the build driver's common code, the root assembly and the sandbox.
+const STEPS: &str = concat!(
+    include_str!("mod.rs"),
+    include_str!("../buildenv.rs"),
+    include_str!("../sandbox.rs"),
+    include_str!("../crates.rs"),
+);
 
 /// The builder's own code: a change to how a kind is built rebuilds that kind only.
 fn builder_source(kind: Kind) -> &'static str {
@@ -70,44 +81,9 @@ fn shared_sources(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Rust | Kind::C => &["libs", "Cargo.lock", "Cargo.toml"],
         Kind::Ioemu => &["libs", "Cargo.lock", "Cargo.toml"],
-        Kind::Pvgrub => &[],
+        // The memdisk tar and the gzip'd image are written by the archive crate.
+        Kind::Pvgrub => &["libs/archive"],
     }
-}
-
-/// Host tools whose version is part of the key (command and arguments).
-fn tools(kind: Kind) -> &'static [&'static [&'static str]] {
-    match kind {
-        Kind::Rust | Kind::C => &[&["rustc", "-vV"], &["cc", "--version"]],
-        Kind::Pvgrub => &[
-            &["cc", "--version"],
-            &["autoconf", "--version"],
-            &["automake", "--version"],
-            &["bison", "--version"],
-            &["flex", "--version"],
-            &["python3", "--version"],
-        ],
-        Kind::Ioemu => &[
-            &["cc", "--version"],
-            &["rustc", "-vV"],
-            &["make", "--version"],
-            &["bison", "--version"],
-            &["flex", "--version"],
-            &["python3", "--version"],
-            &["ninja", "--version"],
-            &["meson", "--version"],
-            &["strip", "--version"],
-            &["pkg-config", "--modversion", "glib-2.0", "pixman-1"],
-        ],
-    }
-}
-
-/// What `cmd` prints on standard output (a tool's version), for keys.
-pub(super) fn tool_version(cmd: &[&str]) -> Result<String> {
-    let out = std::process::Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .with_context(|| format!("running `{}` to key the build", cmd.join(" ")))?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The recipe folder's files that go into an image: all but `stubdom.toml` (its build part is

@@ -18,8 +18,19 @@ pub struct Artifact {
     pub sha256: String,
     pub size: u64,
     pub build_key: String,
+    /// The build environment it was built in: a key of [`Manifest::environments`].
+    pub build_env: String,
     /// Input label -> sha256.
     pub inputs: BTreeMap<String, String>,
+}
+
+/// A build environment as the manifest records it: enough to assemble the same root again
+/// (every package with version and sha256) and get the same bytes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Environment {
+    pub key: String,
+    pub packages: Vec<crate::buildenv::Package>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,6 +39,9 @@ pub struct Manifest {
     pub format: u32,
     pub source_date_epoch: u64,
     pub artifacts: Vec<Artifact>,
+    /// Every build environment an artifact names, by name.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
 }
 
 impl Manifest {
@@ -38,9 +52,10 @@ impl Manifest {
                 format!("{} is damaged: delete it and build again", path.display())
             }),
             Err(_) => Ok(Manifest {
-                format: 1,
+                format: 2,
                 source_date_epoch: super::DEFAULT_SOURCE_DATE_EPOCH,
                 artifacts: Vec::new(),
+                environments: BTreeMap::new(),
             }),
         }
     }
@@ -53,6 +68,25 @@ impl Manifest {
         self.artifacts.extend(artifacts);
         self.artifacts
             .sort_by(|x, y| (x.variant, &x.file).cmp(&(y.variant, &y.file)));
+    }
+
+    /// Records `root` as the environment its artifacts name, and drops environments no
+    /// artifact names any more.
+    pub fn record_environment(&mut self, root: &crate::buildenv::Root) {
+        self.environments.insert(
+            root.name.clone(),
+            Environment {
+                key: root.key.clone(),
+                packages: root.packages.clone(),
+            },
+        );
+        let used: std::collections::BTreeSet<&str> = self
+            .artifacts
+            .iter()
+            .map(|a| a.build_env.as_str())
+            .collect();
+        self.environments
+            .retain(|name, _| used.contains(name.as_str()));
     }
 
     pub fn save(&self, images: &Path) -> Result<()> {
@@ -74,6 +108,7 @@ mod tests {
             sha256: "0".repeat(64),
             size: 1,
             build_key: "k".into(),
+            build_env: "bookworm-build".into(),
             inputs: BTreeMap::new(),
         }
     }

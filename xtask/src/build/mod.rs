@@ -5,7 +5,7 @@
 
 mod ioemu;
 pub mod key;
-mod manifest;
+pub mod manifest;
 mod pvgrub;
 mod runtime;
 
@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::buildenv;
 use crate::cache::Cache;
-use crate::doctor::{self, Need};
 use crate::fetch;
 use crate::fsx;
 use crate::lock::Blob;
@@ -56,47 +56,62 @@ pub struct Job<'a> {
     pub epoch: u64,
     /// Reuse no incremental state (see [`Flags::fresh`]).
     pub fresh: bool,
+    /// The build environment every step of the build runs in.
+    pub root: &'a buildenv::Root,
 }
 
-/// The only Rust target whose standard library is installed here; each image build makes it
-/// freestanding (the runtime) or static (ioemu's init) with its own flags.
+/// The Rust target of every image build: the build environment's Rust has its standard
+/// library; each image build makes it freestanding (the runtime) or static (ioemu's init)
+/// with its own flags.
 pub const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 impl Job<'_> {
     /// `cargo build` of one workspace package with the `image` profile for [`IMAGE_TARGET`],
-    /// in `target/<folder>` (a scratch folder under `--fresh`), with `rustflags` and
-    /// `SOURCE_DATE_EPOCH`. Returns the command, for the caller to add its environment and
-    /// run, and the folder the package's outputs land in. Cargo runs on the real clock:
-    /// rustc hangs under libfaketime.
+    /// by the build environment's cargo, offline from the vendored crates: the checkout at
+    /// `/src` (read-only), the target folder `target/<folder>` (a scratch folder under
+    /// `--fresh`) at `/build`. Returns the step, for the caller to add to and run, and the
+    /// host folder the package's outputs land in. Cargo runs on the real clock: rustc hangs
+    /// under libfaketime.
     pub fn cargo_image(
         &self,
         package: &str,
         folder: &str,
         rustflags: &[String],
-    ) -> (std::process::Command, PathBuf) {
+        vars: &[(&str, &str)],
+    ) -> Result<(std::process::Command, PathBuf)> {
         let target_dir = if self.fresh {
             self.staging.join("cargo")
         } else {
             self.ws.target.join(folder)
         };
-        let mut c =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        c.args([
-            "build",
-            "--profile",
-            "image",
-            "--target",
-            IMAGE_TARGET,
-            "-p",
-            package,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(&self.ws.root)
-        .env("RUSTFLAGS", rustflags.join(" "))
-        .env("SOURCE_DATE_EPOCH", self.epoch.to_string())
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        (c, target_dir.join(IMAGE_TARGET).join("image"))
+        std::fs::create_dir_all(&target_dir)
+            .with_context(|| format!("creating {}", target_dir.display()))?;
+        let vendor = crate::crates::vendored(self.ws, self.cache)?;
+        let mut step = self
+            .root
+            .step()
+            .ro(&self.ws.root, "/src")
+            .ro(&vendor, "/vendor")
+            .rw(&target_dir, "/build")
+            .cwd("/src")
+            .env("RUSTFLAGS", rustflags.join(" "))
+            .env("SOURCE_DATE_EPOCH", self.epoch.to_string())
+            .env("CARGO_HOME", "/tmp/cargo-home");
+        for (name, value) in vars {
+            step = step.env(name, *value);
+        }
+        let mut c = step.command("cargo")?;
+        c.args(["build", "--offline", "--locked", "--profile", "image"])
+            .args([
+                "--target",
+                IMAGE_TARGET,
+                "-p",
+                package,
+                "--target-dir",
+                "/build",
+            ])
+            .args(crate::crates::cargo_config("/vendor"));
+        Ok((c, target_dir.join(IMAGE_TARGET).join("image")))
     }
 
     /// Where the builder must leave the artifact.
@@ -120,34 +135,12 @@ impl Job<'_> {
 /// Set by `repro` on its second build: a libfaketime offset such as `+400d`.
 pub const CLOCK_SHIFT_ENV: &str = "STUBDOMS_CLOCK_SHIFT";
 
-/// Runs a C-world build tool (compiler, make, configure, grub-mkimage) on the shifted clock
-/// `repro` asks for, so a build that leaks the time shows up as a difference. Only these
-/// tools: rustc hangs under libfaketime, so cargo and rustc keep the real clock.
-pub fn shifted_clock(cmd: &mut std::process::Command) -> Result<&mut std::process::Command> {
-    let Some(shift) = std::env::var_os(CLOCK_SHIFT_ENV).filter(|s| !s.is_empty()) else {
-        return Ok(cmd);
-    };
-    let lib = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-    ]
-    .into_iter()
-    .map(Path::new)
-    .find(|p| p.is_file())
-    .context(
-        "libfaketime is not installed (Debian package `faketime`), needed to shift the clock",
-    )?;
-    Ok(cmd
-        .env("LD_PRELOAD", lib)
-        .env("FAKETIME", shift)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"))
-}
-
 /// Runs a build step with its output in `<dir>/<what>.log`; on failure shows the end of it
 /// and where the rest is.
 pub fn run_logged(cmd: &mut std::process::Command, dir: &Path, what: &str) -> Result<()> {
     let log = dir.join(format!("{}.log", what.replace([' ', '/'], "_")));
     let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let _alive = ui::heartbeat(what, Some(log.clone()));
     let status = cmd
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -163,11 +156,6 @@ pub fn run_logged(cmd: &mut std::process::Command, dir: &Path, what: &str) -> Re
         );
     }
     Ok(())
-}
-
-/// A C-world build step (configure, make, a compiler): logged, on `repro`'s shifted clock.
-pub fn run_step(cmd: &mut std::process::Command, dir: &Path, what: &str) -> Result<()> {
-    run_logged(shifted_clock(cmd)?, dir, what)
 }
 
 pub fn source_date_epoch() -> Result<u64> {
@@ -193,14 +181,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
             flags.variant.map_or("?", |v| v.as_str())
         );
     }
-    let mut kinds: Vec<Need> = Vec::new();
-    for (r, _) in &jobs {
-        if !kinds.contains(&Need::Kind(r.kind)) {
-            kinds.push(Need::Kind(r.kind));
-        }
-    }
-    doctor::ensure(&kinds)?;
     let cache = Cache::open()?;
+    let root = buildenv::fetched_root(ws, &cache, buildenv::BUILD, flags.offline)?;
     let mut blobs = Vec::new();
     for r in &recipes {
         blobs.extend(ws.recipe_blobs(r)?);
@@ -217,11 +199,12 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
     let mut manifest = Manifest::load(&images)?;
     let mut built = Vec::new();
     for (recipe, variant) in jobs {
-        let artifacts = build_one(ws, &cache, recipe, variant, epoch, flags.fresh)?;
+        let artifacts = build_one(ws, &cache, &root, recipe, variant, epoch, flags.fresh)?;
         manifest.replace(&recipe.name, variant, artifacts.clone());
         built.extend(artifacts);
     }
     manifest.source_date_epoch = epoch;
+    manifest.record_environment(&root);
     manifest.save(&images)?;
     Ok(built)
 }
@@ -229,6 +212,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
 fn build_one(
     ws: &Workspace,
     cache: &Cache,
+    root: &buildenv::Root,
     recipe: &Recipe,
     variant: Variant,
     epoch: u64,
@@ -237,7 +221,7 @@ fn build_one(
     let output = &recipe.variants[&variant];
     let files: Vec<&str> = output.files().collect();
     let inputs = ws.recipe_blobs(recipe)?;
-    let key = key::build_key(ws, recipe, variant, &inputs, epoch)?;
+    let key = key::build_key(ws, recipe, variant, &inputs, root, epoch)?;
     let stored = cache.build_dir(&key);
     let dest_dir = ws.target.join("images").join(variant.as_str());
     let what = format!("{} {variant}", recipe.name);
@@ -267,6 +251,7 @@ fn build_one(
             staging,
             epoch,
             fresh,
+            root,
         };
         let started = std::time::Instant::now();
         dispatch(&job).with_context(|| format!("building {what}"))?;
@@ -309,6 +294,7 @@ fn build_one(
             sha256,
             size,
             build_key: key.clone(),
+            build_env: root.name.clone(),
             inputs: inputs.clone(),
         });
     }

@@ -7,16 +7,13 @@
 //! gzip'd without name or time, and the locale and time zone are fixed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use stubdoms_archive::{ExtractOptions, Format, Tree};
 
 use super::Job;
-use crate::cache::Cache;
 use crate::fsx;
-use crate::lock::Blob;
 use crate::variant::Variant;
 
 /// (configure `--with-platform`, `--target`, grub-mkimage `-O`) of a variant.
@@ -36,24 +33,24 @@ pub fn build(job: &Job) -> Result<()> {
     let src = prepared_source(job)?;
     let build = job.staging.join("build");
     std::fs::create_dir_all(&build)?;
-    let maps = format!(
-        "-ffile-prefix-map={}=/grub -ffile-prefix-map={}=/build",
-        src.display(),
-        build.display()
-    );
-    let env = |c: &mut Command| {
-        c.current_dir(&build)
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
+    // The prepared source at /src (read-only), the build folder at /build, the recipe at
+    // /recipe: fixed paths, mapped to short ones in the objects.
+    let maps = "-ffile-prefix-map=/src=/grub -ffile-prefix-map=/build=/build";
+    let step = || {
+        job.root
+            .step()
+            .ro(&src, "/src")
+            .rw(&build, "/build")
+            .ro(&job.recipe.dir, "/recipe")
+            .rw(&job.staging, "/out")
+            .cwd("/build")
             .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
-            // GRUB appends CFLAGS to its own target flags: a user's CFLAGS would turn the
+            // GRUB appends CFLAGS to its own target flags: nothing must make the
             // freestanding -Os build into something that crashes under Xen.
             .env("CFLAGS", "")
-            .env_remove("CPPFLAGS")
-            .env_remove("LDFLAGS");
+            .shifted_clock()
     };
-    let mut configure = Command::new(src.join("configure"));
-    env(&mut configure);
+    let mut configure = step().command("/src/configure")?;
     configure
         .arg(format!("--with-platform={with_platform}"))
         .arg(format!("--target={target}"))
@@ -74,7 +71,7 @@ pub fn build(job: &Job) -> Result<()> {
         ])
         .arg(format!("HOST_CFLAGS=-O2 {maps}"))
         .arg(format!("TARGET_CFLAGS=-Os {maps}"));
-    super::run_step(&mut configure, &build, "configure")?;
+    super::run_logged(&mut configure, &job.staging, "configure")?;
     let jobs = format!(
         "-j{}",
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -84,10 +81,13 @@ pub fn build(job: &Job) -> Result<()> {
         vec![jobs.as_str(), "-C", "grub-core/lib/gnulib"],
         vec![jobs.as_str(), "grub-mkimage"],
     ] {
-        let mut make = Command::new("make");
-        env(&mut make);
+        let mut make = step().command("make")?;
         make.args(&args);
-        super::run_step(&mut make, &build, &format!("make {}", args[1..].join(" ")))?;
+        super::run_logged(
+            &mut make,
+            &job.staging,
+            &format!("make {}", args[1..].join(" ")),
+        )?;
     }
 
     // The embedded configuration, as a deterministic tar for grub-mkimage -m.
@@ -102,19 +102,13 @@ pub fn build(job: &Job) -> Result<()> {
         modules.push("lsxen".into());
     }
     let image = job.staging.join("image");
-    let mut mkimage = Command::new(build.join("grub-mkimage"));
-    env(&mut mkimage);
+    let mut mkimage = step().command("/build/grub-mkimage")?;
     mkimage
-        .args(["-O", format, "-d"])
-        .arg(build.join("grub-core"))
-        .arg("-c")
-        .arg(dir.join("bootstrap.cfg"))
-        .arg("-m")
-        .arg(&memdisk_tar)
-        .args(["-p", "(memdisk)/pvgrub", "-o"])
-        .arg(&image)
+        .args(["-O", format, "-d", "/build/grub-core"])
+        .args(["-c", "/recipe/bootstrap.cfg", "-m", "/out/memdisk.tar"])
+        .args(["-p", "(memdisk)/pvgrub", "-o", "/out/image"])
         .args(&modules);
-    super::run_step(&mut mkimage, &build, "grub-mkimage")?;
+    super::run_logged(&mut mkimage, &job.staging, "grub-mkimage")?;
     let bytes = std::fs::read(&image)?;
     check_image(&bytes, job.variant)?;
     fsx::write_atomic(&job.output(), &stubdoms_archive::gzip::compress(&bytes)?)?;
@@ -207,6 +201,8 @@ fn prepared_source(job: &Job) -> Result<PathBuf> {
         h.update(&b.sha256);
     }
     h.update(super::key::tree_hash(&patches)?);
+    // autogen's output depends on the autotools of the build environment.
+    h.update(&job.root.key);
     let key = format!("{:x}", h.finalize());
     let dir = job
         .cache
@@ -218,13 +214,12 @@ fn prepared_source(job: &Job) -> Result<PathBuf> {
         return Ok(src);
     }
     crate::ui::step("pvgrub: preparing the GRUB source (Debian's patch series, autogen)");
-    fsx::create_dir_atomic(&dir, false, |tmp| {
-        prepare_into(job.cache, &job.inputs, &patches, &tmp.join("grub"))
-    })?;
+    fsx::create_dir_atomic(&dir, false, |tmp| prepare_into(job, &tmp.join("grub")))?;
     Ok(src)
 }
 
-fn prepare_into(cache: &Cache, inputs: &[Blob], patches: &Path, src: &Path) -> Result<()> {
+fn prepare_into(job: &Job, src: &Path) -> Result<()> {
+    let (cache, inputs) = (job.cache, &job.inputs);
     let find = |suffix: &str| {
         inputs
             .iter()
@@ -240,37 +235,33 @@ fn prepare_into(cache: &Cache, inputs: &[Blob], patches: &Path, src: &Path) -> R
     stubdoms_archive::extract_tarball(&orig, src, &strip)?;
     stubdoms_archive::extract_tarball(&debian, &src.join("debian"), &strip)?;
     let series = std::fs::read_to_string(src.join("debian/patches/series"))?;
-    let mut list: Vec<PathBuf> = series
+    let mut list: Vec<String> = series
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| src.join("debian/patches").join(l))
+        .map(|l| format!("/src/debian/patches/{l}"))
         .collect();
-    let mut ours: Vec<PathBuf> = std::fs::read_dir(patches)?
+    let mut ours: Vec<String> = std::fs::read_dir(job.recipe.dir.join("patches"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     ours.sort();
-    list.extend(ours);
+    list.extend(ours.iter().map(|p| format!("/recipe/patches/{p}")));
+    let step = || {
+        job.root
+            .step()
+            .rw(src, "/src")
+            .ro(&job.recipe.dir, "/recipe")
+            .cwd("/src")
+            .shifted_clock()
+    };
     for p in &list {
-        let mut c = Command::new("patch");
-        c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
-            .arg(p)
-            .current_dir(src);
-        super::run_step(
-            &mut c,
-            src,
-            &format!(
-                "patch {}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            ),
-        )?;
+        let mut c = step().command("patch")?;
+        c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i", p]);
+        let name = p.rsplit('/').next().unwrap_or(p);
+        super::run_logged(&mut c, &job.staging, &format!("patch {name}"))?;
     }
-    let mut autogen = Command::new("./autogen.sh");
-    autogen
-        .current_dir(src)
-        .env("PYTHON", "python3")
-        .env("LC_ALL", "C")
-        .env("TZ", "UTC");
-    super::run_step(&mut autogen, src, "autogen.sh")
+    let mut autogen = step().env("PYTHON", "python3").command("./autogen.sh")?;
+    super::run_logged(&mut autogen, &job.staging, "autogen.sh")
 }

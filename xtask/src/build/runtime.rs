@@ -2,7 +2,6 @@
 //! ELF serves both `x86_64-pv` and `x86_64-pvh` (it carries both entry points).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -52,89 +51,74 @@ pub fn build(job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build` of one package for the image target; returns the artifact path.
+/// `cargo build` of one package for the image target; returns the artifact path on the
+/// host (the target folder is mounted at `/build` in the build environment).
 fn cargo_image(job: &Job, package: &str) -> Result<PathBuf> {
-    let root = &job.ws.root;
-    let mut flags = vec![
+    let flags = [
         "-C relocation-model=static".to_string(),
         "-C no-redzone=yes".to_string(),
-        format!("--remap-path-prefix={}=.", root.display()),
+        "--remap-path-prefix=/src=.".to_string(),
     ];
-    if let Some(home) = std::env::var_os("HOME").filter(|h| h.len() > 1) {
-        flags.push(format!(
-            "--remap-path-prefix={}=~",
-            Path::new(&home).display()
-        ));
-    }
-    let (mut cargo, dir) = job.cargo_image(package, "image", &flags);
-    let status = cargo
-        .env("STUBRT_IMAGE", "1")
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("cargo build of `{package}` for the image target failed");
-    }
+    let (mut cargo, dir) = job.cargo_image(package, "image", &flags, &[("STUBRT_IMAGE", "1")])?;
+    super::run_logged(&mut cargo, &job.staging, &format!("cargo {package}"))?;
     let lib = dir.join(format!("lib{}.a", package.replace('-', "_")));
     let bin = dir.join(package);
     Ok(if bin.is_file() { bin } else { lib })
 }
 
 /// A C stub domain: every `*.c` of the recipe folder, compiled freestanding and linked with
-/// the runtime's C API library and the runtime's linker script.
+/// the runtime's C API library and the runtime's linker script, in the build environment
+/// (the checkout at `/src`, the staging folder at `/out`, the image target folder at
+/// `/build`).
 fn build_c(job: &Job, out: &Path) -> Result<()> {
     let lib = cargo_image(job, "stubrt-c")?;
     let root = &job.ws.root;
-    let include = root.join("libs/stubrt-c/include");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&job.recipe.dir)?
+    let rel_dir = job
+        .recipe
+        .dir
+        .strip_prefix(root)
+        .context("the recipe folder is outside the checkout")?;
+    let mut sources: Vec<String> = std::fs::read_dir(&job.recipe.dir)
+        .with_context(|| format!("reading {}", job.recipe.dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     sources.sort();
     if sources.is_empty() {
         bail!("{}: no .c files", job.recipe.dir.display());
     }
+    let lib_dir = lib.parent().context("library path")?;
+    let lib_name = lib.file_name().context("library name")?.to_string_lossy();
+    let step = || {
+        job.root
+            .step()
+            .ro(root, "/src")
+            .ro(lib_dir, "/build")
+            .rw(&job.staging, "/out")
+            .cwd("/src")
+            .shifted_clock()
+    };
     let mut objects = Vec::new();
     for src in &sources {
-        let obj = job
-            .staging
-            .join(src.file_name().context("source name")?)
-            .with_extension("o");
-        // Relative paths and a mapped prefix keep the build folder out of the object.
-        let rel = src.strip_prefix(root).unwrap_or(src);
-        run(Command::new("cc")
-            .args(C_FLAGS)
-            .arg(format!("-ffile-prefix-map={}=.", root.display()))
-            .arg("-I")
-            .arg(&include)
-            .arg("-c")
-            .arg(rel)
-            .arg("-o")
-            .arg(&obj)
-            .current_dir(root))
-        .with_context(|| format!("compiling {}", rel.display()))?;
+        let obj = format!("/out/{}", Path::new(src).with_extension("o").display());
+        let rel = rel_dir.join(src);
+        let mut cc = step().command("cc")?;
+        cc.args(C_FLAGS)
+            .arg("-ffile-prefix-map=/src=.")
+            .args(["-I", "/src/libs/stubrt-c/include", "-c"])
+            .arg(&rel)
+            .args(["-o", &obj]);
+        super::run_logged(&mut cc, &job.staging, &format!("cc {src}"))
+            .with_context(|| format!("compiling {}", rel.display()))?;
         objects.push(obj);
     }
-    run(Command::new("cc")
-        .args(LINK_FLAGS)
-        .arg("-T")
-        .arg(root.join("libs/stubrt/link.ld"))
-        .arg("-o")
-        .arg(out)
+    let out_rel = out.strip_prefix(&job.staging).context("output path")?;
+    let mut link = step().command("cc")?;
+    link.args(LINK_FLAGS)
+        .args(["-T", "/src/libs/stubrt/link.ld", "-o"])
+        .arg(Path::new("/out").join(out_rel))
         .args(&objects)
-        .arg(&lib))
-    .context("linking")
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let o = cmd
-        .output()
-        .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    if !o.status.success() {
-        bail!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(())
+        .arg(format!("/build/{lib_name}"));
+    super::run_logged(&mut link, &job.staging, "link").context("linking")
 }
