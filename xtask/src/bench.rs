@@ -22,6 +22,8 @@ pub struct Flags {
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
 struct Report {
+    environments: Vec<EnvFigure>,
+    everything: Option<AllFigure>,
     builds: Vec<BuildFigure>,
     images: Vec<ImageFigure>,
     references: Vec<Reference>,
@@ -59,6 +61,26 @@ struct Reference {
     bytes_uncompressed: u64,
     reference: String,
     reference_bytes: u64,
+}
+
+/// A build environment assembled from packages already in the cache (unpacked or not).
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct EnvFigure {
+    name: String,
+    packages: usize,
+    assemble_secs: f64,
+}
+
+/// Every selected recipe at once: from scratch, then again with nothing changed, next to
+/// the time it takes to hash every input of those builds once.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct AllFigure {
+    cold_secs: f64,
+    noop_secs: f64,
+    hash_inputs_once_secs: f64,
+    input_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -125,6 +147,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
         }));
     }
     let references = references(ws, &images)?;
+    let environments = environments(ws)?;
+    let everything = everything(ws, &recipes)?;
     let mut boot_figures = Vec::new();
     if !flags.no_boot {
         let outcomes = boot::run(
@@ -147,6 +171,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
             .collect();
     }
     let report = Report {
+        environments,
+        everything: Some(everything),
         builds,
         images,
         references,
@@ -160,6 +186,72 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     )?;
     println!("\nwritten to {}", path.display());
     Ok(())
+}
+
+/// Each environment assembled afresh into a scratch folder, from the cached packages.
+fn environments(ws: &Workspace) -> Result<Vec<EnvFigure>> {
+    let cache = crate::cache::Cache::open()?;
+    let mut out = Vec::new();
+    for env in &ws.lock.envs {
+        crate::fetch::ensure(
+            &cache,
+            &env.blobs()?,
+            &crate::fetch::Flags { offline: false },
+        )?;
+        let scratch = cache
+            .tmp()?
+            .join(format!("bench-root-{}", std::process::id()));
+        fsx::remove_dir_if_exists(&scratch)?;
+        let t = Instant::now();
+        crate::buildenv::assemble_into(&cache, env, &scratch)?;
+        let secs = t.elapsed().as_secs_f64();
+        fsx::remove_dir_if_exists(&scratch)?;
+        out.push(EnvFigure {
+            name: env.name.clone(),
+            packages: env.debs.len(),
+            assemble_secs: secs,
+        });
+    }
+    Ok(out)
+}
+
+/// The selected recipes built together from scratch and then as a no-op, and the time to
+/// hash every file those builds read as inputs (recipe inputs and the build environment).
+fn everything(ws: &Workspace, recipes: &[&crate::recipe::Recipe]) -> Result<AllFigure> {
+    let names: Vec<String> = recipes.iter().map(|r| r.name.clone()).collect();
+    let build = |fresh| -> Result<f64> {
+        let t = Instant::now();
+        build::run(
+            ws,
+            &names,
+            &build::Flags {
+                variant: None,
+                offline: false,
+                fresh,
+            },
+        )?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let cold_secs = build(true)?;
+    let noop_secs = build(false)?;
+    let cache = crate::cache::Cache::open()?;
+    let mut blobs = ws.lock.env(crate::buildenv::BUILD)?.blobs()?;
+    for r in recipes {
+        blobs.extend(ws.recipe_blobs(r)?);
+    }
+    blobs.sort();
+    blobs.dedup();
+    let t = Instant::now();
+    let mut input_bytes = 0;
+    for b in &blobs {
+        input_bytes += fsx::sha256_file(&cache.blob_path(&b.sha256))?.1;
+    }
+    Ok(AllFigure {
+        cold_secs,
+        noop_secs,
+        hash_inputs_once_secs: t.elapsed().as_secs_f64(),
+        input_bytes,
+    })
 }
 
 fn references(ws: &Workspace, images: &[ImageFigure]) -> Result<Vec<Reference>> {
@@ -193,6 +285,26 @@ fn references(ws: &Workspace, images: &[ImageFigure]) -> Result<Vec<Reference>> 
 }
 
 fn print_table(r: &Report) {
+    println!(
+        "\n{:<24} {:>10} {:>12}",
+        "environment", "packages", "assemble s"
+    );
+    for e in &r.environments {
+        println!(
+            "{:<24} {:>10} {:>12.2}",
+            e.name, e.packages, e.assemble_secs
+        );
+    }
+    if let Some(a) = &r.everything {
+        println!(
+            "\nall selected recipes: cold {:.1} s, no-op {:.2} s; hashing their {} MB of inputs once {:.2} s ({:.2}x)",
+            a.cold_secs,
+            a.noop_secs,
+            a.input_bytes / 1_000_000,
+            a.hash_inputs_once_secs,
+            a.noop_secs / a.hash_inputs_once_secs.max(1e-9)
+        );
+    }
     println!("\n{:<24} {:>10} {:>10}", "build", "cold s", "warm s");
     for b in &r.builds {
         println!(

@@ -16,10 +16,10 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::fsx;
+use crate::key::Key;
 use crate::lock::{Blob, Env};
 use crate::sandbox::{Bind, Sandbox};
 use crate::ui;
@@ -127,23 +127,16 @@ pub fn root(ws: &Workspace, cache: &Cache, name: &str) -> Result<Root> {
     let blobs = env.blobs()?;
     let key = root_key(&blobs);
     let packages = packages(env);
-    let top = cache
-        .root()
-        .join("roots")
-        .join(format!("{name}-{}", &key[..16]));
-    let dir = top.join("root");
+    let folder = format!("{name}-{}", &key[..16]);
+    let dir = cache.root().join("roots").join(&folder).join("root");
     if !dir.is_dir() {
         let started = std::time::Instant::now();
         ui::step(&format!(
             "build environment {name}: assembling {} packages",
             blobs.len()
         ));
-        let unpacked = unpack_all(cache, &blobs)?;
-        fsx::create_dir_atomic(&top, false, |tmp| {
-            let root = tmp.join("root");
-            assemble(&root, &unpacked)?;
-            let list = serde_json::to_vec_pretty(&packages)?;
-            fsx::write_atomic(&tmp.join("packages.json"), &list)
+        cache.stored("roots", &folder, false, |tmp| {
+            assemble_into(cache, env, tmp)
         })?;
         ui::step(&format!(
             "build environment {name}: assembled in {:.1}s ({})",
@@ -159,19 +152,28 @@ pub fn root(ws: &Workspace, cache: &Cache, name: &str) -> Result<Root> {
     })
 }
 
+/// Assembles the environment's root into `top/root` (and its package list into
+/// `top/packages.json`), unpacking the packages the cache has not unpacked yet.
+pub fn assemble_into(cache: &Cache, env: &Env, top: &Path) -> Result<()> {
+    let unpacked = unpack_all(cache, &env.blobs()?)?;
+    assemble(&top.join("root"), &unpacked)?;
+    let list = serde_json::to_vec_pretty(&packages(env))?;
+    fsx::write_atomic(&top.join("packages.json"), &list)
+}
+
 /// The key of a root: its format, the fixups, and the hash of every package.
 fn root_key(blobs: &[Blob]) -> String {
-    let mut h = Sha256::new();
-    h.update(FORMAT);
-    h.update(format!(
-        "{MERGED:?}{ALTERNATIVES:?}{MOUNT_POINTS:?}{PASSWD}{GROUP}"
-    ));
+    let mut k = Key::new(FORMAT);
+    k.field(
+        "fixups",
+        format!("{MERGED:?}{ALTERNATIVES:?}{MOUNT_POINTS:?}{PASSWD}{GROUP}"),
+    );
     let mut shas: Vec<&str> = blobs.iter().map(|b| b.sha256.as_str()).collect();
     shas.sort();
     for s in shas {
-        h.update(s);
+        k.field("deb", s);
     }
-    format!("{:x}", h.finalize())
+    k.finish()
 }
 
 fn packages(env: &Env) -> Vec<Package> {

@@ -121,6 +121,26 @@ impl Cache {
         Ok(dest)
     }
 
+    /// A folder made once under a key and kept (`<kind>/<name>`): `fill` writes it (whole
+    /// or not at all) when it is missing, or again when `rebuild`. Every cached part of a
+    /// build (prepared sources, the kernel and QEMU, build environments, vendored crates,
+    /// test machines) is one of these.
+    pub fn stored(
+        &self,
+        kind: &str,
+        name: &str,
+        rebuild: bool,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let dir = self.root.join(kind).join(name);
+        if rebuild || !dir.is_dir() {
+            std::fs::create_dir_all(self.root.join(kind))
+                .with_context(|| format!("creating {}", self.root.join(kind).display()))?;
+            fsx::create_dir_atomic(&dir, rebuild, fill)?;
+        }
+        Ok(dir)
+    }
+
     /// Finished builds, by build key.
     pub fn build_dir(&self, key: &str) -> PathBuf {
         self.root.join("builds").join(key)

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::fsx;
+use crate::key::Key;
 use crate::workspace::Workspace;
 
 /// Bumped when the vendored layout changes.
@@ -64,22 +64,20 @@ pub fn vendored(ws: &Workspace, cache: &Cache) -> Result<PathBuf> {
             ),
         }
     }
-    let mut h = Sha256::new();
-    h.update(FORMAT);
+    let mut k = Key::new(FORMAT);
     for (p, sum) in &crates {
-        h.update(format!("{} {} {sum}\n", p.name, p.version));
+        k.field(&format!("{} {}", p.name, p.version), sum);
     }
-    let key = format!("{:x}", h.finalize());
-    let dir = cache.root().join("vendor").join(&key[..16]);
-    if dir.is_dir() {
-        return Ok(dir);
+    let key = k.finish();
+    if cache.root().join("vendor").join(&key[..16]).is_dir() {
+        return Ok(cache.root().join("vendor").join(&key[..16]));
     }
     crate::ui::step(&format!(
         "vendoring {} crates of Cargo.lock for the image builds",
         crates.len()
     ));
     let registry = registry_cache(ws)?;
-    fsx::create_dir_atomic(&dir, false, |tmp| {
+    cache.stored("vendor", &key[..16], false, |tmp| {
         for (p, sum) in &crates {
             let file = find_crate(&registry, &p.name, &p.version)?;
             let (actual, _) = fsx::sha256_file(&file)?;
@@ -103,8 +101,7 @@ pub fn vendored(ws: &Workspace, cache: &Cache) -> Result<PathBuf> {
             )?;
         }
         Ok(())
-    })?;
-    Ok(dir)
+    })
 }
 
 /// Downloads every crate of the lock with the host's cargo (for every platform, so the

@@ -12,6 +12,7 @@ mod doctor;
 mod elfdeps;
 mod fetch;
 mod fsx;
+mod key;
 mod list;
 mod lock;
 mod mirror;

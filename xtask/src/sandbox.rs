@@ -106,7 +106,7 @@ impl Sandbox {
 
     /// [`Sandbox::command`] with another copy of the xtask binary (the self-test runs one
     /// that an unprivileged user can read).
-    fn command_via(&self, exe: &Path, program: &str) -> Result<Command> {
+    pub fn command_via(&self, exe: &Path, program: &str) -> Result<Command> {
         self.validate()?;
         let spec = serde_json::to_string(self).context("serialising the sandbox")?;
         let mut cmd = Command::new(exe);

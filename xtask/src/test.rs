@@ -34,6 +34,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     )?;
     let cache = Cache::open()?;
     let root = crate::buildenv::fetched_root(ws, &cache, crate::buildenv::BUILD, false)?;
+    let env_checks = build_env_checks(&root)?;
     let mut env = tool_links(ws, &root)?;
     // The ABI crate is checked against the Xen headers QEMU is compiled against.
     env.push((
@@ -56,11 +57,11 @@ pub fn run(ws: &Workspace) -> Result<()> {
     template(ws)?;
     ui::step("reproducibility of the fast payloads and the boot machine");
     let identical = crate::repro::run(ws, &FAST.map(String::from))?;
-    // The sandbox checks, fmt, clippy and the workspace tests, each boot test, the template
+    // The sandbox and build environment checks, fmt, clippy and the workspace tests, each boot test, the template
     // check, each artifact found identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        sandbox_checks + 3 + boots.len() + 1 + identical
+        sandbox_checks + env_checks + 3 + boots.len() + 1 + identical
     );
     Ok(())
 }
@@ -93,6 +94,113 @@ fn template(ws: &Workspace) -> Result<()> {
         }
     }
     crate::fsx::remove_dir_if_exists(&copy)?;
+    Ok(())
+}
+
+/// Checks on the real build environment, beside the sandbox's own self-test in a busybox
+/// root: a step sees none of the host's tools or files, and an unprivileged user compiles
+/// in it (as uid 65534 when the test runs as root, in a hard-linked copy of the root it can
+/// reach; otherwise the whole run is the unprivileged case). Returns how many passed.
+fn build_env_checks(root: &crate::buildenv::Root) -> Result<usize> {
+    ui::step("build environment: a step sees no host tool or file");
+    let marker = std::env::temp_dir().join(format!("stubdoms-host-marker-{}", std::process::id()));
+    std::fs::write(&marker, b"host").with_context(|| format!("writing {}", marker.display()))?;
+    let probe = format!(
+        "for t in apt-get rustup dpkg-buildpackage; do command -v $t; done; \
+         for f in /root/.cargo /root/.rustup /etc/apt/sources.list.d {}; do test -e $f && echo $f; done; \
+         command -v gcc >/dev/null || echo no-gcc; exit 0",
+        marker.display()
+    );
+    let out = root.step().command("sh")?.args(["-c", &probe]).output()?;
+    let _ = std::fs::remove_file(&marker);
+    let seen = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !seen.trim().is_empty() {
+        bail!(
+            "a step in {} sees what it must not (or lacks gcc): `{}` {}",
+            root.name,
+            seen.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if !rustix::process::geteuid().is_root() {
+        ui::step("build environment: this whole run is unprivileged (user namespaces)");
+        return Ok(1);
+    }
+    ui::step("build environment: uid 65534 compiles in a copy of it (user namespaces)");
+    let work = std::env::temp_dir().join(format!("stubdoms-unprivileged-{}", std::process::id()));
+    crate::fsx::remove_dir_if_exists(&work)?;
+    let result = unprivileged_compile(root, &work);
+    crate::fsx::remove_dir_if_exists(&work)?;
+    result?;
+    Ok(2)
+}
+
+fn unprivileged_compile(root: &crate::buildenv::Root, work: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    link_tree(&root.dir, &work.join("root"))?;
+    let exe = work.join("xtask");
+    std::fs::copy(std::env::current_exe()?, &exe)?;
+    let (src, out) = (work.join("src"), work.join("out"));
+    std::fs::create_dir_all(&src)?;
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(src.join("hello.c"), "int hello(void) { return 42; }\n")?;
+    for d in [work, &src] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY))?;
+    let sandbox = crate::sandbox::Sandbox {
+        root: work.join("root"),
+        writable_root: false,
+        binds: vec![
+            crate::sandbox::Bind {
+                host: src.clone(),
+                inside: "/src".into(),
+                writable: false,
+            },
+            crate::sandbox::Bind {
+                host: out.clone(),
+                inside: "/out".into(),
+                writable: true,
+            },
+        ],
+        cwd: "/src".into(),
+        env: vec![],
+    };
+    let mut cc = sandbox.command_via(&exe, "cc")?;
+    // std drops the supplementary groups when root sets a uid.
+    cc.args(["-O2", "-c", "hello.c", "-o", "/out/hello.o"])
+        .uid(NOBODY)
+        .gid(NOBODY);
+    let o = cc.output().context("running cc as uid 65534")?;
+    let obj = std::fs::read(out.join("hello.o")).unwrap_or_default();
+    if !o.status.success() || !obj.starts_with(b"\x7fELF") {
+        bail!(
+            "uid {NOBODY} could not compile in the build environment ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A copy of the folder `from` at `to` made of hard links (same file system: the cache's).
+fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else {
+            std::fs::hard_link(&src, &dst)
+                .with_context(|| format!("linking {} to {}", src.display(), dst.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -8,7 +8,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 use stubdoms_archive::Tree;
 
 use super::elf;
@@ -165,18 +164,18 @@ pub fn blobs(ws: &Workspace) -> Result<Vec<Blob>> {
 /// Assembles the machine, or reuses the one stored under the same key.
 pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Result<Machine> {
     let blobs = blobs(ws)?;
-    let mut h = Sha256::new();
-    h.update(include_str!("machine.rs"));
-    h.update(include_str!("elf.rs"));
-    h.update(include_str!("../elfdeps.rs"));
+    let mut k = crate::key::Key::new("stubdoms-machine-x86_64");
+    k.field("machine.rs", include_str!("machine.rs"))
+        .field("elf.rs", include_str!("elf.rs"))
+        .field("elfdeps.rs", include_str!("../elfdeps.rs"));
     for text in [DOM0_INIT, GUEST_CONSOLE, GUEST_INIT] {
-        h.update(text);
+        k.field("script", text);
     }
-    h.update(epoch.to_le_bytes());
+    k.field("epoch", epoch.to_string());
     for b in &blobs {
-        h.update(&b.sha256);
+        k.field("input", &b.sha256);
     }
-    let key = format!("{:x}", h.finalize());
+    let key = k.finish();
     let dir = cache.root().join("machines").join(&key);
     let machine = Machine {
         xen: dir.join("xen"),

@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 use stubdoms_archive::{ExtractOptions, Format, Tree};
 
 use super::Job;
@@ -33,7 +32,7 @@ const PREPARE: &str = "ioemu-prepare-1";
 /// Bumped when the way the kernel (`LINUX_BUILD`) or QEMU (`QEMU_BUILD`) is built changes:
 /// each is kept in the cache under a key of its own inputs and this version, so a change
 /// to the init or the rootfs does not rebuild them.
-const LINUX_BUILD: &str = "ioemu-linux-3";
+const LINUX_BUILD: &str = "ioemu-linux-4";
 /// See [`LINUX_BUILD`].
 const QEMU_BUILD: &str = "ioemu-qemu-4";
 /// The recipe's QEMU device set, installed in the source as the `stubdoms` device config.
@@ -120,19 +119,16 @@ fn part(
     key: &[&str],
     make: impl FnOnce() -> Result<PathBuf>,
 ) -> Result<PathBuf> {
-    let mut h = Sha256::new();
-    for k in [name, &job.epoch.to_string()]
-        .into_iter()
-        .chain(key.iter().copied())
-    {
-        h.update((k.len() as u64).to_le_bytes());
-        h.update(k);
+    let mut k = crate::key::Key::new(&format!("ioemu-{name}"));
+    k.field("epoch", job.epoch.to_string());
+    for (i, part) in key.iter().enumerate() {
+        k.field(&i.to_string(), part);
     }
     let dir = job
         .cache
         .root()
         .join("parts")
-        .join(format!("ioemu-{name}-{:x}", h.finalize()));
+        .join(format!("ioemu-{name}-{}", k.finish()));
     let stored = dir.join(name);
     if !job.fresh && stored.is_file() {
         crate::ui::step(&format!("ioemu: {name} up to date ({})", dir.display()));
@@ -144,7 +140,14 @@ fn part(
         "ioemu: {name} built in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
-    fsx::create_dir_atomic(&dir, true, |tmp| fsx::copy_atomic(&built, &tmp.join(name)))?;
+    job.cache.stored(
+        "parts",
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .context("part folder")?,
+        true,
+        |tmp| fsx::copy_atomic(&built, &tmp.join(name)),
+    )?;
     Ok(stored)
 }
 
@@ -212,22 +215,17 @@ fn prepared(
     key: &[&str],
     make: impl Fn(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
-    let mut h = Sha256::new();
-    h.update(PREPARE);
-    for k in key {
-        h.update(k);
+    let mut k = crate::key::Key::new(PREPARE);
+    k.field("name", name);
+    for (i, part) in key.iter().enumerate() {
+        k.field(&i.to_string(), part);
     }
-    let dir = cache
-        .root()
-        .join("prepared")
-        .join(format!("{name}-{}", &format!("{:x}", h.finalize())[..16]));
-    let src = dir.join("src");
-    if dir.is_dir() {
-        return Ok(src);
+    let folder = format!("{name}-{}", &k.finish()[..16]);
+    if !cache.root().join("prepared").join(&folder).is_dir() {
+        crate::ui::step(&format!("ioemu: preparing the {name} source"));
     }
-    crate::ui::step(&format!("ioemu: preparing the {name} source"));
-    fsx::create_dir_atomic(&dir, false, |tmp| make(&tmp.join("src")))?;
-    Ok(src)
+    let dir = cache.stored("prepared", &folder, false, |tmp| make(&tmp.join("src")))?;
+    Ok(dir.join("src"))
 }
 
 const STRIP_TOP: ExtractOptions = ExtractOptions {
@@ -269,26 +267,26 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
             .env("SOURCE_DATE_EPOCH", job.epoch.to_string())
             // No Rust in this kernel: a rustc that does not exist keeps the environment's
             // rustc out of the configuration and lets repro's shifted clock apply (rustc
-            // hangs under libfaketime). Variables in MAKEFLAGS reach the `make` that
-            // merge_config.sh runs too.
+            // hangs under libfaketime).
             .env(
                 "MAKEFLAGS",
                 "RUSTC=stubdoms-no-rustc HOSTRUSTC=stubdoms-no-rustc",
             )
             .shifted_clock()
     };
-    // `-n`: the fragment applies on top of allnoconfig; the script reports every requested
-    // value that did not survive (a dependency missing from the fragment).
-    let mut merge = step()
-        .env("KCONFIG_CONFIG", "/build/.config")
-        .command("/src/scripts/kconfig/merge_config.sh")?;
-    merge.args(["-n", "-O", "/build", "/recipe/linux.config"]);
-    super::run_logged(&mut merge, &job.staging, "linux merge_config")?;
-    let log = std::fs::read_to_string(job.staging.join("linux_merge_config.log"))?;
-    let lost: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("not in final") || l.starts_with("Requested value"))
-        .collect();
+    // The fragment applies on top of allnoconfig (what merge_config.sh -n does, without its
+    // scratch files in the read-only source); every requested value that did not survive
+    // (a dependency missing from the fragment) is an error.
+    let mut config = step().command("make")?;
+    config.args([
+        "O=/build",
+        "KCONFIG_ALLCONFIG=/recipe/linux.config",
+        "allnoconfig",
+    ]);
+    super::run_logged(&mut config, &job.staging, "linux allnoconfig")?;
+    let wanted = read(&fragment)?;
+    let got = read(&out.join(".config"))?;
+    let lost = lost_settings(&wanted, &got);
     if !lost.is_empty() {
         bail!(
             "{}: these settings did not make it into the kernel configuration (a dependency is missing):\n{}",
@@ -300,6 +298,37 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
     make.args(["O=/build", &jobs(), "bzImage"]);
     super::run_logged(&mut make, &job.staging, "linux make")?;
     Ok(out.join("arch/x86/boot/bzImage"))
+}
+
+/// The settings of a Kconfig fragment that the final `.config` does not have as asked:
+/// `CONFIG_X=v` lines must be there as written, `# CONFIG_X is not set` lines must not be
+/// set to anything.
+fn lost_settings(fragment: &str, config: &str) -> Vec<String> {
+    let set: std::collections::BTreeMap<&str, &str> = config
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("CONFIG_"))
+        .collect();
+    let mut lost = Vec::new();
+    for line in fragment.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+        {
+            if let Some(v) = set.get(name) {
+                lost.push(format!("{name} is set to {v}, asked to be unset"));
+            }
+        } else if let Some((name, want)) = line.split_once('=') {
+            if line.starts_with("CONFIG_") {
+                match set.get(name) {
+                    Some(v) if *v == want => {}
+                    Some(v) => lost.push(format!("{name}={want} asked, {v} in the end")),
+                    None => lost.push(format!("{name}={want} asked, not set in the end")),
+                }
+            }
+        }
+    }
+    lost
 }
 
 /// QEMU's source: the orig tarball with Debian's patch series applied in order.
@@ -473,53 +502,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lost_kconfig_settings_are_named() {
+        let fragment =
+            "CONFIG_XEN=y\n# CONFIG_SMP is not set\nCONFIG_NR=4\nCONFIG_GONE=y\n# a comment\n";
+        let config = "CONFIG_XEN=y\nCONFIG_SMP=y\nCONFIG_NR=8\n# CONFIG_GONE is not set\n";
+        assert_eq!(
+            lost_settings(fragment, config),
+            [
+                "CONFIG_SMP is set to y, asked to be unset",
+                "CONFIG_NR=4 asked, 8 in the end",
+                "CONFIG_GONE=y asked, not set in the end",
+            ]
+        );
+        assert!(lost_settings("CONFIG_XEN=y\n", "CONFIG_XEN=y\n").is_empty());
+    }
+
+    #[test]
     fn series_keeps_patch_names_in_order() {
         let series = "# upstream\nv7.2.1.diff\n\nv7.2.2.diff -p1\n  # gone.diff\nfix.patch # why\n";
         assert_eq!(
             series_entries(series),
             ["v7.2.1.diff", "v7.2.2.diff", "fix.patch"]
         );
-    }
-
-    #[test]
-    fn pc_variables_move_into_the_sysroot() {
-        let usr = "=/s/usr";
-        let cases = [
-            ("prefix=/usr", "prefix=/s/usr"),
-            (
-                "libdir=/usr/lib/x86_64-linux-gnu",
-                "libdir=/s/usr/lib/x86_64-linux-gnu",
-            ),
-            ("includedir=/usr/include", "includedir=/s/usr/include"),
-            ("Libs: -L${libdir} -lxenctrl", "Libs: -lxenctrl"),
-            ("Libs: -lxenstore -L/x", "Libs: -lxenstore"),
-            ("Libs.private: -L/x -lz", "Libs.private: -L/x -lz"),
-            ("Cflags: -I=/usr", "Cflags: -I=/usr"),
-            ("Name: Xencontrol", "Name: Xencontrol"),
-        ];
-        for (line, want) in cases {
-            assert_eq!(rebase_pc_line(line, usr), want, "{line}");
-        }
-    }
-
-    #[test]
-    fn relative_paths_go_up_to_the_common_folder() {
-        let cases = [
-            ("/a/b/build", "/c/src", "../../../c/src"),
-            (
-                "/h/cache/t/build/qemu",
-                "/h/cache/prepared/src",
-                "../../../prepared/src",
-            ),
-            ("/x", "/x/src", "src"),
-        ];
-        for (from, to, want) in cases {
-            assert_eq!(
-                relative(Path::new(from), Path::new(to)),
-                PathBuf::from(want),
-                "{from} -> {to}"
-            );
-        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::key::Key;
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 use crate::buildenv::Root;
 use crate::lock::Blob;
@@ -23,13 +23,10 @@ pub fn build_key(
     root: &Root,
     epoch: u64,
 ) -> Result<String> {
-    let mut h = Sha256::new();
+    let mut k = Key::new(FORMAT);
     let mut field = |name: &str, bytes: &[u8]| {
-        h.update(name.as_bytes());
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
+        k.field(name, bytes);
     };
-    field("format", FORMAT.as_bytes());
     // What the recipe says about building, not its boot tests: a changed expectation must
     // not rebuild a GRUB or a kernel.
     let outputs: Vec<String> = recipe
@@ -56,7 +53,7 @@ pub fn build_key(
     // Steps see nothing but their root and what they declare, so the root's key stands for
     // every tool and library a build uses.
     field("root", root.key.as_bytes());
-    Ok(format!("{:x}", h.finalize()))
+    Ok(k.finish())
 }
 
 /// How every step runs: the build driver's common code, the root assembly and the sandbox.
@@ -89,7 +86,7 @@ fn shared_sources(kind: Kind) -> &'static [&'static str] {
 /// The recipe folder's files that go into an image: all but `stubdom.toml` (its build part is
 /// keyed above) and `tests/` (boot-test fixtures).
 fn recipe_dir_hash(dir: &Path) -> Result<String> {
-    let mut h = Sha256::new();
+    let mut k = Key::new("recipe-dir");
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .collect::<std::io::Result<_>>()?;
@@ -99,39 +96,42 @@ fn recipe_dir_hash(dir: &Path) -> Result<String> {
         if name == "stubdom.toml" || name == "tests" || name == "target" {
             continue;
         }
-        h.update(name.as_encoded_bytes());
-        h.update([0]);
-        h.update(tree_hash(&e.path())?);
+        k.field(&name.to_string_lossy(), tree_hash(&e.path())?);
     }
-    Ok(format!("{:x}", h.finalize()))
+    Ok(k.finish())
 }
 
 /// A hash of a file, or of a folder's files (paths, modes and contents, sorted), skipping
 /// `target/` folders.
 pub fn tree_hash(path: &Path) -> Result<String> {
-    let mut h = Sha256::new();
     if path.is_file() {
-        h.update(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
-        return Ok(format!("{:x}", h.finalize()));
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(Key::new("file").field("content", bytes).finish());
     }
+    let mut k = Key::new("tree");
     let mut files = Vec::new();
     walk(path, path, &mut files)?;
     files.sort();
     for rel in files {
         let full = path.join(&rel);
         let meta = std::fs::symlink_metadata(&full)?;
-        h.update(rel.as_bytes());
-        h.update([0]);
         if meta.file_type().is_symlink() {
-            h.update(std::fs::read_link(&full)?.as_os_str().as_encoded_bytes());
+            k.field(
+                &format!("link {rel}"),
+                std::fs::read_link(&full)?.as_os_str().as_encoded_bytes(),
+            );
         } else {
             use std::os::unix::fs::PermissionsExt;
-            h.update([(meta.permissions().mode() & 0o111 != 0) as u8]);
-            h.update(std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?);
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            let bytes =
+                std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?;
+            k.field(
+                &format!("{} {rel}", if exec { "exec" } else { "file" }),
+                bytes,
+            );
         }
-        h.update([0]);
     }
-    Ok(format!("{:x}", h.finalize()))
+    Ok(k.finish())
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {

@@ -44,15 +44,24 @@ pub struct Manifest {
     pub environments: BTreeMap<String, Environment>,
 }
 
+/// Bumped when the manifest's fields change.
+const FORMAT: u32 = 2;
+
 impl Manifest {
     pub fn load(images: &Path) -> Result<Manifest> {
         let path = images.join("manifest.json");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
+        let text = std::fs::read_to_string(&path).ok();
+        // A manifest an older driver wrote describes builds this one will redo.
+        let current = text.as_deref().is_some_and(|t| {
+            serde_json::from_str::<serde_json::Value>(t)
+                .is_ok_and(|v| v.get("format") == Some(&FORMAT.into()))
+        });
+        match text {
+            Some(text) if current => serde_json::from_str(&text).with_context(|| {
                 format!("{} is damaged: delete it and build again", path.display())
             }),
-            Err(_) => Ok(Manifest {
-                format: 2,
+            _ => Ok(Manifest {
+                format: FORMAT,
                 source_date_epoch: super::DEFAULT_SOURCE_DATE_EPOCH,
                 artifacts: Vec::new(),
                 environments: BTreeMap::new(),
@@ -116,8 +125,9 @@ mod tests {
     #[test]
     fn replace_swaps_all_files_of_one_build() {
         let mut m = Manifest {
-            format: 1,
+            format: FORMAT,
             source_date_epoch: 0,
+            environments: BTreeMap::new(),
             artifacts: vec![
                 art("ioemu", Variant::X86_64Pv, "rootfs"),
                 art("ioemu", Variant::X86_64Pv, "old-kernel"),

@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 use stubdoms_archive::{ExtractOptions, Format, Tree};
 
 use super::Job;
@@ -195,26 +194,21 @@ const PREP_VERSION: &str = "grub-prep-1";
 /// by all three platforms.
 fn prepared_source(job: &Job) -> Result<PathBuf> {
     let patches = job.recipe.dir.join("patches");
-    let mut h = Sha256::new();
-    h.update(PREP_VERSION);
+    let mut k = crate::key::Key::new(PREP_VERSION);
     for b in &job.inputs {
-        h.update(&b.sha256);
+        k.field("input", &b.sha256);
     }
-    h.update(super::key::tree_hash(&patches)?);
+    k.field("patches", super::key::tree_hash(&patches)?);
     // autogen's output depends on the autotools of the build environment.
-    h.update(&job.root.key);
-    let key = format!("{:x}", h.finalize());
-    let dir = job
-        .cache
-        .root()
-        .join("prepared")
-        .join(format!("grub2-{}", &key[..16]));
-    let src = dir.join("grub");
-    if src.join("configure").is_file() {
-        return Ok(src);
+    k.field("root", &job.root.key);
+    let folder = format!("grub2-{}", &k.finish()[..16]);
+    if !job.cache.root().join("prepared").join(&folder).is_dir() {
+        crate::ui::step("pvgrub: preparing the GRUB source (Debian's patch series, autogen)");
     }
-    crate::ui::step("pvgrub: preparing the GRUB source (Debian's patch series, autogen)");
-    fsx::create_dir_atomic(&dir, false, |tmp| prepare_into(job, &tmp.join("grub")))?;
+    let dir = job.cache.stored("prepared", &folder, false, |tmp| {
+        prepare_into(job, &tmp.join("grub"))
+    })?;
+    let src = dir.join("grub");
     Ok(src)
 }
 
