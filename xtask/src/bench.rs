@@ -72,8 +72,8 @@ struct EnvFigure {
     assemble_secs: f64,
 }
 
-/// Every selected recipe at once: from scratch, then again with nothing changed, next to
-/// the time it takes to hash every input of those builds once.
+/// Every selected recipe: from scratch (the sum of the recipes' cold builds), then at once
+/// with nothing changed, next to the time it takes to hash every input of those builds once.
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
 struct AllFigure {
@@ -148,7 +148,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     }
     let references = references(ws, &images)?;
     let environments = environments(ws)?;
-    let everything = everything(ws, &recipes)?;
+    let cold_sum = builds.iter().map(|b| b.cold_secs).sum();
+    let everything = everything(ws, &recipes, cold_sum)?;
     let mut boot_figures = Vec::new();
     if !flags.no_boot {
         let outcomes = boot::run(
@@ -215,9 +216,14 @@ fn environments(ws: &Workspace) -> Result<Vec<EnvFigure>> {
     Ok(out)
 }
 
-/// The selected recipes built together from scratch and then as a no-op, and the time to
-/// hash every file those builds read as inputs (recipe inputs and the build environment).
-fn everything(ws: &Workspace, recipes: &[&crate::recipe::Recipe]) -> Result<AllFigure> {
+/// The selected recipes as a no-op build, next to their cold builds (the sum of each
+/// recipe's from scratch) and the time to hash every file those builds read as inputs
+/// (recipe inputs and the build environment) once.
+fn everything(
+    ws: &Workspace,
+    recipes: &[&crate::recipe::Recipe],
+    cold_secs: f64,
+) -> Result<AllFigure> {
     let names: Vec<String> = recipes.iter().map(|r| r.name.clone()).collect();
     let build = |fresh| -> Result<f64> {
         let t = Instant::now();
@@ -232,7 +238,6 @@ fn everything(ws: &Workspace, recipes: &[&crate::recipe::Recipe]) -> Result<AllF
         )?;
         Ok(t.elapsed().as_secs_f64())
     };
-    let cold_secs = build(true)?;
     let noop_secs = build(false)?;
     let cache = crate::cache::Cache::open()?;
     let mut blobs = ws.lock.env(crate::buildenv::BUILD)?.blobs()?;

@@ -90,22 +90,11 @@ pub fn disk_hint(path: &Path) -> String {
     }
 }
 
-/// Free bytes on the file system holding `dir`, from `df` (no libc binding needed).
+/// Free bytes on the file system holding `dir`.
 fn fs2_available(dir: &Path) -> Option<u64> {
-    let out = std::process::Command::new("df")
-        .args(["-Pk", "--"])
-        .arg(dir)
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let kib: u64 = text
-        .lines()
-        .nth(1)?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    let dir = dir.ancestors().find(|d| d.exists())?;
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail * st.f_frsize)
 }
 
 /// Makes the folder `dir` whole or not at all: `fill` writes into a per-process partial

@@ -12,6 +12,7 @@ use crate::workspace::Workspace;
 const FAST: [&str; 2] = ["rust-stubdom", "c-stubdom"];
 
 pub fn run(ws: &Workspace) -> Result<()> {
+    let host_before = host_packages()?;
     let sandbox_checks = crate::sandbox::check(ws)?;
     cargo(
         ws,
@@ -57,11 +58,15 @@ pub fn run(ws: &Workspace) -> Result<()> {
     template(ws)?;
     ui::step("reproducibility of the fast payloads and the boot machine");
     let identical = crate::repro::run(ws, &FAST.map(String::from))?;
-    // The sandbox and build environment checks, fmt, clippy and the workspace tests, each boot test, the template
+    ui::step("host: package state and apt sources unchanged by the run");
+    if host_packages()? != host_before {
+        bail!("the host's dpkg status or apt sources changed during the test run: something installed packages or edited apt's configuration");
+    }
+    // The host check, the sandbox and build environment checks, fmt, clippy and the workspace tests, each boot test, the template
     // check, each artifact found identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        sandbox_checks + env_checks + 3 + boots.len() + 1 + identical
+        1 + sandbox_checks + env_checks + 3 + boots.len() + 1 + identical
     );
     Ok(())
 }
@@ -95,6 +100,27 @@ fn template(ws: &Workspace) -> Result<()> {
     }
     crate::fsx::remove_dir_if_exists(&copy)?;
     Ok(())
+}
+
+/// A hash of what says which packages the host has and where they come from (dpkg's
+/// status and apt's sources), where those exist: a run must leave them as they were.
+fn host_packages() -> Result<String> {
+    let mut k = crate::key::Key::new("host-packages");
+    let mut files = vec![
+        std::path::PathBuf::from("/var/lib/dpkg/status"),
+        "/etc/apt/sources.list".into(),
+    ];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for f in files {
+        if let Ok(bytes) = std::fs::read(&f) {
+            k.field(&f.display().to_string(), bytes);
+        }
+    }
+    Ok(k.finish())
 }
 
 /// Checks on the real build environment, beside the sandbox's own self-test in a busybox
