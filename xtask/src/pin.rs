@@ -39,6 +39,9 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
     ui::step("apt update (private state)");
     apt.update()?;
 
+    // When this run pins, for entries whose pin moves (or that have no `snapshot` yet).
+    let now = crate::mirror::snapshot_timestamp(std::time::SystemTime::now());
+
     let mut doc: DocumentMut = text.parse().context("inputs.lock is not valid TOML")?;
     let mut deps: BTreeMap<(String, String), (Pinned, Vec<String>)> = BTreeMap::new();
     let requests: Vec<_> = lock
@@ -93,6 +96,7 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
     tables.retain(|t| !t.contains_key("required-by"));
     for (table, (p, needs)) in tables.iter_mut().zip(&pinned_requests) {
         set_pin(table, p);
+        table["snapshot"] = value(deb_snapshot(&lock, p, &now));
         if needs.is_empty() {
             table.remove("needs");
         } else {
@@ -114,6 +118,7 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
         t["arch"] = value(arch);
         t["required-by"] = value(by.into_iter().collect::<Array>());
         set_pin(&mut t, &p);
+        t["snapshot"] = value(deb_snapshot(&lock, &p, &now));
         tables.push(t);
     }
     if let Some(tables) = doc
@@ -134,6 +139,7 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
             }
             multiline_array(&mut files);
             table["files"] = value(files);
+            table["snapshot"] = value(source_snapshot(&lock, table, s, &now));
         }
     }
     let new_text = doc.to_string();
@@ -205,6 +211,44 @@ fn set_pin(t: &mut Table, p: &Pinned) {
     t["path"] = value(&p.path);
     t["size"] = value(p.size as i64);
     t["sha256"] = value(&p.sha256);
+}
+
+/// The old entry's `snapshot` if its pin did not move (the earliest time the file was known
+/// on the mirror), else `now`.
+fn deb_snapshot(old: &Lock, p: &Pinned, now: &str) -> String {
+    let same = |d: &&lock::Deb| {
+        d.name == p.name
+            && d.arch == p.arch
+            && d.pin().ok()
+                == Some(lock::DebPin {
+                    version: p.version.clone(),
+                    archive: p.archive,
+                    path: p.path.clone(),
+                    size: p.size,
+                    sha256: p.sha256.clone(),
+                })
+    };
+    old.debs
+        .iter()
+        .find(same)
+        .and_then(|d| d.snapshot.clone())
+        .unwrap_or_else(|| now.to_string())
+}
+
+/// As [`deb_snapshot`], for the source entry `table` (matched by name).
+fn source_snapshot(old: &Lock, table: &Table, p: &PinnedSource, now: &str) -> String {
+    let name = table.get("name").and_then(Item::as_str);
+    let new = lock::SourcePin {
+        version: p.version.clone(),
+        archive: p.archive,
+        dir: p.dir.clone(),
+        files: p.files.clone(),
+    };
+    old.sources
+        .iter()
+        .find(|s| Some(s.name.as_str()) == name && s.pinned().ok().as_ref() == Some(&new))
+        .and_then(|s| s.snapshot.clone())
+        .unwrap_or_else(|| now.to_string())
 }
 
 fn multiline(items: &[String]) -> Array {
