@@ -596,4 +596,70 @@ mod tests {
         assert_eq!(percent_decode("50%"), "50%");
         assert!(parse_uri_line("'x' f 12 MD5Sum:abc").is_none());
     }
+
+    /// A pin that did not move keeps its snapshot time; a moved or new one gets this run's.
+    #[test]
+    fn snapshots_stay_while_pins_do_not_move() {
+        let old = Lock::parse(
+            r#"
+[[deb]]
+name = "libc6"
+arch = "amd64"
+version = "2.36"
+archive = "debian"
+path = "pool/main/g/glibc/libc6_2.36_amd64.deb"
+size = 20
+sha256 = "0000000000000000000000000000000000000000000000000000000000000002"
+snapshot = "20250101T000000Z"
+
+[[source]]
+name = "grub2"
+version = "2.06-13"
+archive = "debian"
+dir = "pool/main/g/grub2"
+files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000000000000000000000000000000000000000000000000003" }]
+snapshot = "20250101T000000Z"
+"#,
+        )
+        .unwrap();
+        let now = "20261201T093000Z";
+        let libc = Pinned {
+            name: "libc6".into(),
+            arch: "amd64".into(),
+            version: "2.36".into(),
+            archive: Archive::Debian,
+            path: "pool/main/g/glibc/libc6_2.36_amd64.deb".into(),
+            size: 20,
+            sha256: "0000000000000000000000000000000000000000000000000000000000000002".into(),
+        };
+        assert_eq!(deb_snapshot(&old, &libc, now), "20250101T000000Z");
+        let moved = Pinned {
+            version: "2.36-9".into(),
+            ..libc.clone()
+        };
+        assert_eq!(deb_snapshot(&old, &moved, now), now);
+        let other = Pinned {
+            name: "zlib1g".into(),
+            ..libc
+        };
+        assert_eq!(deb_snapshot(&old, &other, now), now);
+
+        let mut table = Table::new();
+        table["name"] = value("grub2");
+        let grub = PinnedSource {
+            version: "2.06-13".into(),
+            archive: Archive::Debian,
+            dir: "pool/main/g/grub2".into(),
+            files: old.sources[0].files.clone().unwrap(),
+        };
+        assert_eq!(
+            source_snapshot(&old, &table, &grub, now),
+            "20250101T000000Z"
+        );
+        let moved = PinnedSource {
+            version: "2.12-1".into(),
+            ..grub
+        };
+        assert_eq!(source_snapshot(&old, &table, &moved, now), now);
+    }
 }
