@@ -1,6 +1,7 @@
 //! `cargo xtask fetch`: download pinned inputs into the verified cache. Each download goes to
 //! a `.partial` file, is checked against its sha256 and size, then renamed into place; a
-//! mismatch stores nothing.
+//! mismatch stores nothing. A file the mirror no longer has (404 or 410) is fetched from a
+//! snapshot archive as of its pin's `snapshot` time, with the same checks.
 
 use std::io::{IsTerminal, Read, Write};
 use std::sync::Mutex;
@@ -11,12 +12,20 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, State};
+use crate::fsx;
 use crate::lock::Blob;
-use crate::mirror::Mirrors;
+use crate::mirror::{self, Mirrors};
 use crate::ui;
 
 pub struct Flags {
     pub offline: bool,
+}
+
+/// Where downloads come from.
+pub struct Remote {
+    pub mirrors: Mirrors,
+    /// A snapshot archive's base URL (before `/archive/`), for files the mirrors dropped.
+    pub snapshot: Option<String>,
 }
 
 /// Makes sure every blob is in the cache and verified. Returns how many were downloaded.
@@ -62,12 +71,15 @@ pub fn ensure(cache: &Cache, blobs: &[Blob], flags: &Flags) -> Result<usize> {
             list.join("\n")
         );
     }
-    let mirrors = Mirrors::discover()?;
-    download_all(cache, &mirrors, &missing)?;
+    let remote = Remote {
+        mirrors: Mirrors::discover()?,
+        snapshot: mirror::snapshot_base(),
+    };
+    download_all(cache, &remote, &missing)?;
     Ok(missing.len())
 }
 
-fn download_all(cache: &Cache, mirrors: &Mirrors, blobs: &[Blob]) -> Result<()> {
+fn download_all(cache: &Cache, remote: &Remote, blobs: &[Blob]) -> Result<()> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
         .timeout_read(Duration::from_secs(120))
@@ -95,7 +107,7 @@ fn download_all(cache: &Cache, mirrors: &Mirrors, blobs: &[Blob]) -> Result<()> 
                     if !fancy {
                         ui::step(&format!("fetch {blob} ({} KiB)", blob.size.div_ceil(1024)));
                     }
-                    let result = download(&agent, cache, mirrors, blob, bar.as_ref());
+                    let result = download(&agent, cache, remote, blob, bar.as_ref());
                     if let Some(bar) = bar {
                         bar.finish_and_clear();
                     }
@@ -118,21 +130,58 @@ fn download_all(cache: &Cache, mirrors: &Mirrors, blobs: &[Blob]) -> Result<()> 
 fn download(
     agent: &ureq::Agent,
     cache: &Cache,
-    mirrors: &Mirrors,
+    remote: &Remote,
     blob: &Blob,
     bar: Option<&ProgressBar>,
 ) -> Result<()> {
-    let url = mirrors.url(blob.archive.archive(), &blob.path);
+    let archive = blob.archive.archive();
+    let url = remote.mirrors.url(archive, &blob.path);
+    let code = match agent.get(&url).call() {
+        Ok(response) => return store(cache, blob, &url, response.into_reader(), bar),
+        Err(ureq::Error::Status(code @ (404 | 410), _)) => code,
+        Err(e) => bail!(
+            "{blob}: downloading {url}: {e} (check the network, or use --offline with a filled cache)"
+        ),
+    };
+    let gone = format!("{blob}: the mirror no longer has it ({url} answered {code})");
+    let Some(stamp) = &blob.snapshot else {
+        bail!(
+            "{gone}, and its pin records no `snapshot` time to fetch it from a snapshot archive: run `cargo xtask pin` to move the pin to a version the mirror serves"
+        );
+    };
+    let Some(base) = &remote.snapshot else {
+        bail!(
+            "{gone}, and no snapshot archive is configured: set {}=<base URL of a Debian snapshot archive, the part before /archive/> to fetch it as of {stamp}, or run `cargo xtask pin` to move the pin to a version the mirror serves",
+            mirror::SNAPSHOT_ENV
+        );
+    };
+    let snap = mirror::snapshot_url(base, archive, stamp, &blob.path);
+    match agent.get(&snap).call() {
+        Ok(response) => store(cache, blob, &snap, response.into_reader(), bar),
+        Err(ureq::Error::Status(code, _)) => bail!(
+            "{gone}, and the snapshot archive answered {code} for {snap}: run `cargo xtask pin` to move the pin to a version the mirror serves, or set {} to another snapshot archive",
+            mirror::SNAPSHOT_ENV
+        ),
+        Err(e) => bail!(
+            "{gone}; downloading {snap} from the snapshot archive: {e} (check the network or {})",
+            mirror::SNAPSHOT_ENV
+        ),
+    }
+}
+
+/// Streams a download into a per-process partial file, checks its sha256 and size, and only
+/// then renames it into the cache; on any error the partial file is removed.
+fn store(
+    cache: &Cache,
+    blob: &Blob,
+    url: &str,
+    reader: impl Read,
+    bar: Option<&ProgressBar>,
+) -> Result<()> {
     let dest = cache.blob_path(&blob.sha256);
-    let tmp = cache.tmp()?.join(format!("{}.partial", blob.sha256));
+    let tmp = fsx::partial_path(&cache.tmp()?.join(&blob.sha256));
     let result = (|| -> Result<()> {
-        let response = agent.get(&url).call().map_err(|e| match e {
-            ureq::Error::Status(404, _) => anyhow::anyhow!(
-                "{blob}: not found at {url} (the mirror no longer has this version: run `cargo xtask pin` to move the pin, or point STUBDOMS_DEBIAN_MIRROR at a snapshot archive)"
-            ),
-            other => anyhow::anyhow!("{blob}: downloading {url}: {other} (check the network, or use --offline with a filled cache)"),
-        })?;
-        let mut reader = response.into_reader().take(blob.size + 1);
+        let mut reader = reader.take(blob.size + 1);
         let mut out =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut hasher = Sha256::new();
@@ -146,15 +195,15 @@ fn download(
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).with_context(|| {
-                format!("writing {}{}", tmp.display(), crate::fsx::disk_hint(&tmp))
-            })?;
+            out.write_all(&buf[..n])
+                .with_context(|| format!("writing {}{}", tmp.display(), fsx::disk_hint(&tmp)))?;
             size += n as u64;
             if let Some(bar) = bar {
                 bar.set_position(size);
             }
         }
-        out.sync_all()?;
+        out.sync_all()
+            .with_context(|| format!("writing {}{}", tmp.display(), fsx::disk_hint(&tmp)))?;
         let actual = format!("{:x}", hasher.finalize());
         if actual != blob.sha256 || size != blob.size {
             bail!(
@@ -164,8 +213,10 @@ fn download(
                 if size > blob.size { "+" } else { "" },
             );
         }
-        std::fs::create_dir_all(dest.parent().context("cache path")?)?;
-        std::fs::rename(&tmp, &dest)?;
+        let dir = dest.parent().context("cache path has no parent")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("storing {} as {}", tmp.display(), dest.display()))?;
         cache.mark_verified(&blob.sha256);
         Ok(())
     })();
@@ -173,4 +224,180 @@ fn download(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::path::{Path, PathBuf};
+
+    use sha2::Digest;
+
+    use super::*;
+    use crate::lock::Archive;
+
+    const STAMP: &str = "20261201T093000Z";
+    const POOL: &str = "pool/main/h/hello/hello_1_amd64.deb";
+
+    /// A tiny HTTP server on 127.0.0.1: answers GET for the paths in `files`, 404 otherwise.
+    /// It runs until the test process ends.
+    fn serve(files: BTreeMap<String, Vec<u8>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("");
+                let (status, body) = match files.get(path) {
+                    Some(body) => ("200 OK", body.as_slice()),
+                    None => ("404 Not Found", b"not here".as_slice()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn blob_of(bytes: &[u8], snapshot: Option<&str>) -> Blob {
+        Blob {
+            label: "deb hello 1 amd64".into(),
+            archive: Archive::Debian.into(),
+            path: POOL.into(),
+            size: bytes.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+            licence: "NOASSERTION".into(),
+            snapshot: snapshot.map(str::to_string),
+        }
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Fetches `blob` into a fresh cache from a mirror that lacks it and a snapshot archive
+    /// serving `snapshot_bytes` at the snapshot path; returns the result and the cache.
+    fn fetch_dropped(
+        case: &str,
+        blob: &Blob,
+        snapshot_bytes: &[u8],
+        snapshot_configured: bool,
+    ) -> (Result<()>, Cache) {
+        let base = serve(BTreeMap::from([(
+            format!("/snap/archive/debian/{STAMP}/{POOL}"),
+            snapshot_bytes.to_vec(),
+        )]));
+        let root =
+            std::env::temp_dir().join(format!("stubdoms-fetch-{case}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cache = Cache::at(root).unwrap();
+        let remote = Remote {
+            mirrors: Mirrors {
+                debian: format!("{base}/debian"),
+                security: format!("{base}/debian-security"),
+            },
+            snapshot: snapshot_configured.then(|| format!("{base}/snap")),
+        };
+        (
+            download_all(&cache, &remote, std::slice::from_ref(blob)),
+            cache,
+        )
+    }
+
+    #[test]
+    fn dropped_files_come_from_the_snapshot_archive_verified() {
+        let bytes = b"hello deb bytes";
+        let blob = blob_of(bytes, Some(STAMP));
+        let (result, cache) = fetch_dropped("good", &blob, bytes, true);
+        result.unwrap();
+        let path = cache.get(&blob).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert!(files_in(&cache.tmp().unwrap()).is_empty());
+        std::fs::remove_dir_all(cache.root()).unwrap();
+    }
+
+    #[test]
+    fn dropped_files_that_cannot_be_had_say_why() {
+        let bytes = b"hello deb bytes".as_slice();
+        let snap_path = format!("/snap/archive/debian/{STAMP}/{POOL}");
+        // (case, the pin's snapshot, what the snapshot archive serves, snapshot configured,
+        // what the error says)
+        let cases = [
+            (
+                "wrong",
+                Some(STAMP),
+                b"hello DEB bytes".as_slice(),
+                true,
+                vec![
+                    "deb hello 1 amd64: hash mismatch for http://127.0.0.1:".to_string(),
+                    format!("{snap_path}: expected sha256"),
+                    "nothing was stored".into(),
+                ],
+            ),
+            (
+                "unconfigured",
+                Some(STAMP),
+                bytes,
+                false,
+                vec![
+                    "deb hello 1 amd64: the mirror no longer has it (http://127.0.0.1:".into(),
+                    format!("/debian/{POOL} answered 404)"),
+                    "no snapshot archive is configured: set STUBDOMS_DEBIAN_SNAPSHOT=".into(),
+                    format!("to fetch it as of {STAMP}"),
+                ],
+            ),
+            (
+                "unstamped",
+                None,
+                bytes,
+                true,
+                vec![
+                    "its pin records no `snapshot` time".into(),
+                    "run `cargo xtask pin`".into(),
+                ],
+            ),
+            (
+                // The snapshot archive has the file at another time only.
+                "absent",
+                Some("20250101T000000Z"),
+                bytes,
+                true,
+                vec![
+                    "the snapshot archive answered 404 for http://127.0.0.1:".into(),
+                    "/snap/archive/debian/20250101T000000Z/pool/".into(),
+                ],
+            ),
+        ];
+        for (case, snapshot, served, configured, want) in cases {
+            let blob = blob_of(bytes, snapshot);
+            let (result, cache) = fetch_dropped(case, &blob, served, configured);
+            let err = format!("{:#}", result.unwrap_err());
+            for w in want {
+                assert!(err.contains(&w), "{case}: want {w:?}\n got {err:?}");
+            }
+            assert!(
+                matches!(cache.state(&blob).unwrap(), State::Missing),
+                "{case}"
+            );
+            assert!(files_in(&cache.tmp().unwrap()).is_empty(), "{case}");
+            std::fs::remove_dir_all(cache.root()).unwrap();
+        }
+    }
 }

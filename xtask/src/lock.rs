@@ -65,6 +65,9 @@ pub struct EnvDeb {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// When it was pinned, as for [`Deb::snapshot`].
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 /// A Debian binary package.
@@ -98,6 +101,10 @@ pub struct Deb {
     pub path: Option<String>,
     pub size: Option<u64>,
     pub sha256: Option<String>,
+    /// Set by `pin`: when this pin was first made (`YYYYMMDDTHHMMSSZ`, UTC), so a file the
+    /// mirror has dropped can be fetched from a snapshot archive as of that time.
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +129,9 @@ pub struct Source {
     pub archive: Option<Archive>,
     pub dir: Option<String>,
     pub files: Option<Vec<SourceFile>>,
+    /// Set by `pin`, as for [`Deb::snapshot`].
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +161,8 @@ pub struct Blob {
     pub sha256: String,
     /// SPDX expression, or NOASSERTION.
     pub licence: String,
+    /// When it was pinned (`YYYYMMDDTHHMMSSZ`), for the snapshot archive fallback.
+    pub snapshot: Option<String>,
 }
 
 /// Wraps [`Archive`] so blobs sort and compare.
@@ -221,6 +233,7 @@ impl Deb {
             size: pin.size,
             sha256: pin.sha256.clone(),
             licence: self.licence.clone().unwrap_or_else(|| "NOASSERTION".into()),
+            snapshot: self.snapshot.clone(),
         })
     }
 }
@@ -257,6 +270,7 @@ impl Source {
                 size: f.size,
                 sha256: f.sha256.clone(),
                 licence: self.licence.clone().unwrap_or_else(|| "NOASSERTION".into()),
+                snapshot: self.snapshot.clone(),
             })
             .collect())
     }
@@ -315,6 +329,7 @@ impl Lock {
             if let Some(path) = &d.path {
                 check_rel_path(path, &d.id())?;
             }
+            check_snapshot(d.snapshot.as_deref(), &d.id())?;
         }
         for s in &self.sources {
             if !seen.insert(format!("src:{}", s.name)) {
@@ -323,6 +338,7 @@ impl Lock {
             if let Some(dir) = &s.dir {
                 check_rel_path(dir, &s.name)?;
             }
+            check_snapshot(s.snapshot.as_deref(), &s.name)?;
             if let Some(files) = &s.files {
                 for f in files {
                     check_sha256(&f.sha256, &s.name)?;
@@ -348,6 +364,7 @@ impl Lock {
                 let what = format!("env {} deb {}", e.name, d.name);
                 check_sha256(&d.sha256, &what)?;
                 check_rel_path(&d.path, &what)?;
+                check_snapshot(d.snapshot.as_deref(), &what)?;
                 if !names.insert(&d.name) {
                     bail!("{FILE}: env `{}` pins `{}` twice", e.name, d.name);
                 }
@@ -427,6 +444,7 @@ impl Env {
                 size: d.size,
                 sha256: d.sha256.clone(),
                 licence: "NOASSERTION".into(),
+                snapshot: d.snapshot.clone(),
             })
             .collect())
     }
@@ -450,6 +468,15 @@ fn check_sha256(hex: &str, what: &str) -> Result<()> {
         bail!("{FILE}: `{what}`: sha256 `{hex}` is not 64 lowercase hex digits");
     }
     Ok(())
+}
+
+fn check_snapshot(snapshot: Option<&str>, what: &str) -> Result<()> {
+    match snapshot {
+        Some(s) if !crate::mirror::is_snapshot_timestamp(s) => bail!(
+            "{FILE}: `{what}`: snapshot `{s}` is not a UTC time like 20261201T093000Z (YYYYMMDDTHHMMSSZ)"
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn check_rel_path(path: &str, what: &str) -> Result<()> {
@@ -485,6 +512,7 @@ archive = "debian"
 path = "pool/main/g/glibc/libc6_2.36_amd64.deb"
 size = 20
 sha256 = "0000000000000000000000000000000000000000000000000000000000000002"
+snapshot = "20261201T093000Z"
 
 [[deb]]
 name = "busybox-static"
@@ -508,6 +536,11 @@ files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000
         assert_eq!(names, ["xen-utils-4.17", "libc6"]);
         let blobs = lock.resolve("src:grub2").unwrap().blobs().unwrap();
         assert_eq!(blobs[0].path, "pool/main/g/grub2/grub2_2.06.orig.tar.xz");
+        assert_eq!(blobs[0].snapshot, None);
+        assert_eq!(
+            debs[1].blob().unwrap().snapshot.as_deref(),
+            Some("20261201T093000Z")
+        );
         let err = lock.resolve("busybox-static").unwrap().blobs().unwrap_err();
         assert!(format!("{err}").contains("not pinned yet: run `cargo xtask pin`"));
         let err = lock.resolve("libc6:arm64").unwrap_err();
@@ -523,6 +556,17 @@ files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000
                     "sha256 = \"xyz\"",
                 ),
                 "`libc6:amd64`: sha256 `xyz` is not 64 lowercase hex digits",
+            ),
+            (
+                LOCK.replace("20261201T093000Z", "2026-12-01"),
+                "`libc6:amd64`: snapshot `2026-12-01` is not a UTC time",
+            ),
+            (
+                LOCK.replace(
+                    "dir = \"pool/main/g/grub2\"",
+                    "dir = \"pool/main/g/grub2\"\nsnapshot = \"20261232T000000Z\"",
+                ),
+                "`grub2`: snapshot `20261232T000000Z` is not a UTC time",
             ),
             (
                 LOCK.replace("pool/main/g/glibc/", "../"),

@@ -39,6 +39,9 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
     ui::step("apt update (private state)");
     apt.update()?;
 
+    // When this run pins, for entries whose pin moves (or that have no `snapshot` yet).
+    let now = crate::mirror::snapshot_timestamp(std::time::SystemTime::now());
+
     let mut doc: DocumentMut = text.parse().context("inputs.lock is not valid TOML")?;
     let mut deps: BTreeMap<(String, String), (Pinned, Vec<String>)> = BTreeMap::new();
     let requests: Vec<_> = lock
@@ -106,6 +109,7 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
     tables.retain(|t| !t.contains_key("required-by"));
     for (table, (p, needs)) in tables.iter_mut().zip(&pinned_requests) {
         set_pin(table, p);
+        table["snapshot"] = value(deb_snapshot(&lock, p, &now));
         if needs.is_empty() {
             table.remove("needs");
         } else {
@@ -127,6 +131,7 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
         t["arch"] = value(arch);
         t["required-by"] = value(by.into_iter().collect::<Array>());
         set_pin(&mut t, &p);
+        t["snapshot"] = value(deb_snapshot(&lock, &p, &now));
         tables.push(t);
     }
     if let Some(tables) = doc
@@ -147,12 +152,20 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
             }
             multiline_array(&mut files);
             table["files"] = value(files);
+            table["snapshot"] = value(source_snapshot(&lock, table, s, &now));
         }
     }
     if let Some(tables) = doc.get_mut("env").and_then(|s| s.as_array_of_tables_mut()) {
-        for (table, set) in tables.iter_mut().zip(&envs) {
+        for ((table, set), env) in tables.iter_mut().zip(&envs).zip(&lock.envs) {
             let mut debs = Array::new();
             for p in set {
+                let kept = env.debs.iter().find(|d| {
+                    d.name == p.name
+                        && d.version == p.version
+                        && d.archive == p.archive
+                        && d.path == p.path
+                        && d.sha256 == p.sha256
+                });
                 let mut inline = toml_edit::InlineTable::new();
                 inline.insert("name", p.name.as_str().into());
                 inline.insert("version", p.version.as_str().into());
@@ -160,6 +173,8 @@ pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
                 inline.insert("path", p.path.as_str().into());
                 inline.insert("size", (p.size as i64).into());
                 inline.insert("sha256", p.sha256.as_str().into());
+                let when = kept.and_then(|d| d.snapshot.clone());
+                inline.insert("snapshot", when.as_deref().unwrap_or(&now).into());
                 debs.push(inline);
             }
             multiline_array(&mut debs);
@@ -237,6 +252,44 @@ fn set_pin(t: &mut Table, p: &Pinned) {
     t["sha256"] = value(&p.sha256);
 }
 
+/// The old entry's `snapshot` if its pin did not move (the earliest time the file was known
+/// on the mirror), else `now`.
+fn deb_snapshot(old: &Lock, p: &Pinned, now: &str) -> String {
+    let same = |d: &&lock::Deb| {
+        d.name == p.name
+            && d.arch == p.arch
+            && d.pin().ok()
+                == Some(lock::DebPin {
+                    version: p.version.clone(),
+                    archive: p.archive,
+                    path: p.path.clone(),
+                    size: p.size,
+                    sha256: p.sha256.clone(),
+                })
+    };
+    old.debs
+        .iter()
+        .find(same)
+        .and_then(|d| d.snapshot.clone())
+        .unwrap_or_else(|| now.to_string())
+}
+
+/// As [`deb_snapshot`], for the source entry `table` (matched by name).
+fn source_snapshot(old: &Lock, table: &Table, p: &PinnedSource, now: &str) -> String {
+    let name = table.get("name").and_then(Item::as_str);
+    let new = lock::SourcePin {
+        version: p.version.clone(),
+        archive: p.archive,
+        dir: p.dir.clone(),
+        files: p.files.clone(),
+    };
+    old.sources
+        .iter()
+        .find(|s| Some(s.name.as_str()) == name && s.pinned().ok().as_ref() == Some(&new))
+        .and_then(|s| s.snapshot.clone())
+        .unwrap_or_else(|| now.to_string())
+}
+
 fn multiline(items: &[String]) -> Array {
     let mut a: Array = items.iter().map(String::as_str).collect();
     multiline_array(&mut a);
@@ -292,7 +345,7 @@ fn diff(old: &Lock, new: &Lock) -> Vec<String> {
         for d in &n.debs {
             match old_debs.iter().find(|o| o.name == d.name) {
                 None => out.push(format!("+ env:{} {} {}", n.name, d.name, d.version)),
-                Some(o) if o != d => out.push(format!(
+                Some(o) if (&o.version, &o.sha256) != (&d.version, &d.sha256) => out.push(format!(
                     "~ env:{} {} {} -> {}",
                     n.name, d.name, o.version, d.version
                 )),
@@ -614,5 +667,71 @@ mod tests {
         );
         assert_eq!(percent_decode("50%"), "50%");
         assert!(parse_uri_line("'x' f 12 MD5Sum:abc").is_none());
+    }
+
+    /// A pin that did not move keeps its snapshot time; a moved or new one gets this run's.
+    #[test]
+    fn snapshots_stay_while_pins_do_not_move() {
+        let old = Lock::parse(
+            r#"
+[[deb]]
+name = "libc6"
+arch = "amd64"
+version = "2.36"
+archive = "debian"
+path = "pool/main/g/glibc/libc6_2.36_amd64.deb"
+size = 20
+sha256 = "0000000000000000000000000000000000000000000000000000000000000002"
+snapshot = "20250101T000000Z"
+
+[[source]]
+name = "grub2"
+version = "2.06-13"
+archive = "debian"
+dir = "pool/main/g/grub2"
+files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000000000000000000000000000000000000000000000000003" }]
+snapshot = "20250101T000000Z"
+"#,
+        )
+        .unwrap();
+        let now = "20261201T093000Z";
+        let libc = Pinned {
+            name: "libc6".into(),
+            arch: "amd64".into(),
+            version: "2.36".into(),
+            archive: Archive::Debian,
+            path: "pool/main/g/glibc/libc6_2.36_amd64.deb".into(),
+            size: 20,
+            sha256: "0000000000000000000000000000000000000000000000000000000000000002".into(),
+        };
+        assert_eq!(deb_snapshot(&old, &libc, now), "20250101T000000Z");
+        let moved = Pinned {
+            version: "2.36-9".into(),
+            ..libc.clone()
+        };
+        assert_eq!(deb_snapshot(&old, &moved, now), now);
+        let other = Pinned {
+            name: "zlib1g".into(),
+            ..libc
+        };
+        assert_eq!(deb_snapshot(&old, &other, now), now);
+
+        let mut table = Table::new();
+        table["name"] = value("grub2");
+        let grub = PinnedSource {
+            version: "2.06-13".into(),
+            archive: Archive::Debian,
+            dir: "pool/main/g/grub2".into(),
+            files: old.sources[0].files.clone().unwrap(),
+        };
+        assert_eq!(
+            source_snapshot(&old, &table, &grub, now),
+            "20250101T000000Z"
+        );
+        let moved = PinnedSource {
+            version: "2.12-1".into(),
+            ..grub
+        };
+        assert_eq!(source_snapshot(&old, &table, &moved, now), now);
     }
 }
