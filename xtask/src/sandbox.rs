@@ -6,12 +6,13 @@
 //! [`Sandbox::command`] returns a command that starts this xtask binary again in a hidden
 //! mode (`__sandbox <spec> -- <program> <args>...`); `main.rs` hands that mode to [`enter`]
 //! before anything else runs, so the process is still single-threaded when it unshares its
-//! namespaces. As root only mount and network namespaces are made; any other user gets a user
-//! namespace too, in which it is uid 0, so the same mounts work without privileges.
+//! namespaces: user, mount and network. The caller's uid becomes uid 0 inside (root stays
+//! root; files of other owners read as the overflow id), so the same mounts work with and
+//! without privileges. Either way the step has no
+//! rights over the host's processes: `/proc/<pid>/root` of a host process is refused.
 //!
-//! The sandbox keeps honest tools hermetic; it does not confine a hostile one. There is no
-//! PID namespace, so `/proc` lists the host's processes, and in root mode a program can
-//! read their files through `/proc/<pid>/root` (in a user namespace the kernel refuses it).
+//! The sandbox keeps honest tools hermetic; it is not a security boundary against a hostile
+//! one. There is no PID namespace, so `/proc` still lists the host's processes.
 
 use std::convert::Infallible;
 use std::ffi::OsString;
@@ -89,7 +90,7 @@ impl Mode {
 
     fn describe(self) -> &'static str {
         match self {
-            Mode::Root => "root: mount namespaces",
+            Mode::Root => "root: user and mount namespaces",
             Mode::Unprivileged => "unprivileged: user namespaces",
         }
     }
@@ -308,11 +309,10 @@ pub fn find_program(root: &Path, path: &str, program: &str) -> Option<PathBuf> {
 /// single-threaded.
 fn isolate() -> Result<Mode> {
     let root = rustix::process::geteuid().is_root();
-    let flags = if root {
-        UnshareFlags::NEWNS | UnshareFlags::NEWNET
-    } else {
-        UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWNET
-    };
+    // A user namespace in both modes (as root, uid 0 stays 0): it also keeps the step from
+    // reaching the host through /proc/<pid>/root of a host process (that needs ptrace
+    // rights the new namespace lacks).
+    let flags = UnshareFlags::NEWUSER | UnshareFlags::NEWNS | UnshareFlags::NEWNET;
     // Read before unsharing: inside the new user namespace they read as the overflow id.
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
@@ -322,7 +322,7 @@ fn isolate() -> Result<Mode> {
     let unshared = unsafe { rustix::thread::unshare_unsafe(flags) };
     if let Err(e) = unshared {
         if root {
-            bail!("unsharing the mount and network namespaces failed ({e}); is this a container without CAP_SYS_ADMIN?");
+            bail!("unsharing the user, mount and network namespaces failed ({e}); is this a container without CAP_SYS_ADMIN, or are user namespaces off (user.max_user_namespaces=0)?");
         }
         if [
             rustix::io::Errno::PERM,
@@ -341,14 +341,14 @@ fn isolate() -> Result<Mode> {
         }
         bail!("unsharing the user, mount and network namespaces failed: {e}");
     }
-    if !root {
-        for (file, text) in [
-            ("/proc/self/setgroups", "deny".to_string()),
-            ("/proc/self/uid_map", format!("0 {uid} 1")),
-            ("/proc/self/gid_map", format!("0 {gid} 1")),
-        ] {
-            fs::write(file, &text).with_context(|| format!("writing `{text}` to {file}"))?;
-        }
+    // A process can map only its own ids in a namespace it made (its rights in the parent
+    // namespace are gone), so root maps 0 to 0 and other ids read as the overflow id.
+    for (file, text) in [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/uid_map", format!("0 {uid} 1")),
+        ("/proc/self/gid_map", format!("0 {gid} 1")),
+    ] {
+        fs::write(file, &text).with_context(|| format!("writing `{text}` to {file}"))?;
     }
     Ok(if root { Mode::Root } else { Mode::Unprivileged })
 }
@@ -710,7 +710,7 @@ impl Runner {
             (
                 "host files and tools outside the root are not visible",
                 Box::new(|| {
-                    let script = "for p in /root /usr/bin/apt-get \"$@\"; do \
+                    let script = "for p in /root /usr/bin/apt-get /proc/1/root/usr/bin/apt-get \"$@\"; do \
                                   if test -e \"$p\"; then echo \"visible: $p\"; exit 1; fi; done; \
                                   for t in cargo gcc apt-get; do \
                                   if command -v \"$t\"; then echo \"visible: $t\"; exit 1; fi; done";

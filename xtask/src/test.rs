@@ -37,7 +37,9 @@ pub fn run(ws: &Workspace) -> Result<()> {
     let root = crate::buildenv::fetched_root(ws, &cache, crate::buildenv::BUILD, false)?;
     let env_checks = build_env_checks(&root)?;
     let mut env = tool_links(ws, &root)?;
-    // The ABI crate is checked against the Xen headers QEMU is compiled against.
+    // The ABI crate is checked against the Xen headers QEMU is compiled against, with the
+    // build environment's compiler.
+    env.push(("XEN_ABI_CC".into(), "stubdoms-cc".into()));
     env.push((
         "XEN_INCLUDE_DIR".into(),
         root.dir.join("usr/include").display().to_string(),
@@ -233,9 +235,17 @@ fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
 /// The external tools the workspace tests run (archive read-back, the ABI layout program's
 /// compiler). They come from the build environment, never the host: `cargo test` gets a
 /// `PATH` that starts with links of these names to the driver, which runs the tool of that
-/// name in the build environment (see [`tool_shim`]).
+/// name in the build environment (see [`tool_shim`]). The compiler is `stubdoms-cc`, not
+/// `cc`: rustc links the host's test binaries with the host toolchain's `cc`.
 const TEST_TOOLS: &[&str] = &[
-    "cc", "cpio", "tar", "gzip", "xz", "zstd", "bzip2", "dpkg-deb",
+    "stubdoms-cc",
+    "cpio",
+    "tar",
+    "gzip",
+    "xz",
+    "zstd",
+    "bzip2",
+    "dpkg-deb",
 ];
 
 /// Set on `cargo test` to the build environment's root folder, for [`tool_shim`].
@@ -293,6 +303,7 @@ pub fn tool_shim(args: &[std::ffi::OsString]) -> Option<i32> {
             Err(_) => a.clone(),
         })
         .collect();
+    let program = name.strip_prefix("stubdoms-").unwrap_or(name);
     let sandbox = crate::sandbox::Sandbox {
         root: root.into(),
         writable_root: false,
@@ -305,7 +316,7 @@ pub fn tool_shim(args: &[std::ffi::OsString]) -> Option<i32> {
         env,
     };
     let status = sandbox
-        .command(name)
+        .command(program)
         .and_then(|mut c| Ok(c.args(&tool_args).status()?));
     match status {
         Ok(s) => Some(s.code().unwrap_or(128)),

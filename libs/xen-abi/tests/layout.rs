@@ -391,7 +391,10 @@ fn run_c(include: &Path, src: &str) -> Vec<u64> {
     let c_file = dir.join("layout.c");
     let exe = dir.join("layout");
     std::fs::write(&c_file, src).expect("write C program");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    // `cargo xtask test` names the build environment's compiler here.
+    let cc = std::env::var("XEN_ABI_CC")
+        .or_else(|_| std::env::var("CC"))
+        .unwrap_or_else(|_| "cc".into());
     // Static, so the program runs on the host whichever C library compiled it.
     let out = Command::new(&cc)
         .arg("-std=gnu11")
