@@ -22,6 +22,8 @@ mod recipe;
 mod repro;
 mod sandbox;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod ui;
 mod variant;
 mod workspace;
