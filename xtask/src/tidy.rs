@@ -9,9 +9,14 @@ const MAP: &str = include_str!("../../ARCHITECTURE.md");
 /// The text of the code map section headed `### `name``.
 fn section(name: &str) -> &'static str {
     let head = format!("### `{name}`");
-    let start = MAP.find(&head).unwrap_or_else(|| panic!("ARCHITECTURE.md has no {head}"));
+    let start = MAP
+        .find(&head)
+        .unwrap_or_else(|| panic!("ARCHITECTURE.md has no {head}"));
     let rest = &MAP[start + head.len()..];
-    &rest[..rest.find("\n### ").or_else(|| rest.find("\n## ")).unwrap_or(rest.len())]
+    &rest[..rest
+        .find("\n### ")
+        .or_else(|| rest.find("\n## "))
+        .unwrap_or(rest.len())]
 }
 
 /// Every `` `word.rs` `` the text names.
@@ -44,7 +49,10 @@ fn every_xtask_module_is_in_the_code_map_and_every_named_one_exists() {
     files.remove("mod.rs"); // a folder's module: the folder is named
     let named = named_files(section("xtask/"));
     let unnamed: Vec<_> = files.difference(&named).collect();
-    let missing: Vec<_> = named.difference(&files).filter(|f| *f != "mod.rs").collect();
+    let missing: Vec<_> = named
+        .difference(&files)
+        .filter(|f| *f != "mod.rs")
+        .collect();
     assert!(
         unnamed.is_empty(),
         "modules not in ARCHITECTURE.md's code map: {unnamed:?}"
