@@ -308,6 +308,64 @@ mod tests {
         (server, client)
     }
 
+    /// The offsets and constants this module uses, against `struct vchan_interface` of the
+    /// libxenvchan header QEMU's Xen libraries are built with, compiled as C (the compiler
+    /// and include folder `cargo xtask test` names: the build environment's).
+    #[test]
+    fn offsets_match_the_c_header() {
+        let include = std::env::var("XEN_INCLUDE_DIR").expect(
+            "XEN_INCLUDE_DIR is not set: run `cargo xtask test`, or set it to the folder with xen/io/libxenvchan.h",
+        );
+        let cc = std::env::var("XEN_ABI_CC")
+            .or_else(|_| std::env::var("CC"))
+            .unwrap_or_else(|_| "cc".into());
+        let fields = [
+            ("offsetof(struct vchan_interface, left.cons)", LEFT_CONS),
+            ("offsetof(struct vchan_interface, left.prod)", LEFT_PROD),
+            ("offsetof(struct vchan_interface, right.cons)", RIGHT_CONS),
+            ("offsetof(struct vchan_interface, right.prod)", RIGHT_PROD),
+            ("offsetof(struct vchan_interface, left_order)", LEFT_ORDER),
+            ("offsetof(struct vchan_interface, right_order)", RIGHT_ORDER),
+            ("offsetof(struct vchan_interface, cli_live)", CLI_LIVE),
+            ("offsetof(struct vchan_interface, srv_live)", SRV_LIVE),
+            ("offsetof(struct vchan_interface, cli_notify)", CLI_NOTIFY),
+            ("offsetof(struct vchan_interface, srv_notify)", SRV_NOTIFY),
+            ("VCHAN_NOTIFY_WRITE", usize::from(NOTIFY_WRITE)),
+            ("VCHAN_NOTIFY_READ", usize::from(NOTIFY_READ)),
+        ];
+        let mut src = String::from(
+            "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <xen/io/libxenvchan.h>\nint main(void) {\n",
+        );
+        for (c, _) in &fields {
+            src += &format!("  printf(\"%zu\\n\", (size_t)({c}));\n");
+        }
+        src += "  return 0;\n}\n";
+        let dir = std::env::temp_dir().join(format!("vchan-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("layout.c"), src).unwrap();
+        let out = std::process::Command::new(&cc)
+            .args(["-static", "-I", &include, "-o"])
+            .arg(dir.join("layout"))
+            .arg(dir.join("layout.c"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+        assert!(
+            out.status.success(),
+            "compiling against {include} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = std::process::Command::new(dir.join("layout"))
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let c: Vec<usize> = String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        let rust: Vec<usize> = fields.iter().map(|(_, v)| *v).collect();
+        assert_eq!(c, rust, "{:?}", fields.map(|(n, _)| n));
+    }
+
     #[test]
     fn layout_matches_libxenvchan() {
         let mut mem = Mem([0xaa; PAGE_SIZE]);
