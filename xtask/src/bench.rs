@@ -14,8 +14,10 @@ use crate::fsx;
 use crate::recipe;
 use crate::workspace::Workspace;
 
+#[derive(clap::Args)]
 pub struct Flags {
     /// Skip the boot tests (build figures only).
+    #[arg(long)]
     pub no_boot: bool,
 }
 

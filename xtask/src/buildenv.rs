@@ -86,10 +86,25 @@ pub struct Root {
     pub packages: Vec<Package>,
 }
 
-/// `cargo xtask env`: assembles the root and prints where it is, or runs `command` in it.
-pub fn run(ws: &Workspace, name: &str, offline: bool, command: &[String]) -> Result<()> {
+/// `cargo xtask env`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The `[[env]]` of inputs.lock (bookworm-build, bookworm-boot).
+    #[arg(long, default_value = BUILD)]
+    name: String,
+    /// Use only the input cache.
+    #[arg(long)]
+    offline: bool,
+    /// The command to run, after `--`.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// `cargo xtask env`: assembles the root and prints where it is, or runs a command in it.
+pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
+    let (name, command) = (args.name.as_str(), &args.command);
     let cache = Cache::open()?;
-    let root = fetched_root(ws, &cache, name, offline)?;
+    let root = fetched_root(ws, &cache, name, args.offline)?;
     let Some((program, args)) = command.split_first() else {
         println!(
             "{} ({} packages, key {})",

@@ -17,12 +17,17 @@ use crate::recipe;
 use crate::variant::Variant;
 use crate::workspace::Workspace;
 
+#[derive(clap::Args)]
 pub struct Flags {
     /// Overrides the set's install prefix (default `/usr`).
+    #[arg(long)]
     pub prefix: Option<String>,
     /// Overrides the set's library folder under the prefix (`lib`; `libexec` for
     /// distributions that use `/usr/libexec/xen/boot`).
+    #[arg(long)]
     pub libexecdir: Option<String>,
+    /// Use only the input cache.
+    #[arg(long)]
     pub offline: bool,
 }
 

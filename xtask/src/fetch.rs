@@ -17,7 +17,10 @@ use crate::lock::Blob;
 use crate::mirror::{self, Mirrors};
 use crate::ui;
 
+#[derive(clap::Args)]
 pub struct Flags {
+    /// Use only the cache; list exactly what is missing.
+    #[arg(long)]
     pub offline: bool,
 }
 
@@ -26,6 +29,20 @@ pub struct Remote {
     pub mirrors: Mirrors,
     /// A snapshot archive's base URL (before `/archive/`), for files the mirrors dropped.
     pub snapshot: Option<String>,
+}
+
+/// `cargo xtask fetch`: the inputs of the named recipes (every pinned input by default),
+/// downloaded and verified.
+pub fn run(ws: &crate::workspace::Workspace, names: &[String], flags: &Flags) -> Result<()> {
+    let blobs = ws.blobs_for(names)?;
+    let cache = Cache::open()?;
+    let n = ensure(&cache, &blobs, flags)?;
+    println!(
+        "{} input file(s) verified in {} ({n} downloaded)",
+        blobs.len(),
+        cache.root().display()
+    );
+    Ok(())
 }
 
 /// Makes sure every blob is in the cache and verified. Returns how many were downloaded.

@@ -31,8 +31,6 @@ mod workspace;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::variant::Variant;
-
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -54,43 +52,23 @@ enum Command {
     Fetch {
         /// Recipes whose inputs to fetch (default: every input in inputs.lock).
         names: Vec<String>,
-        /// Use only the cache; list exactly what is missing.
-        #[arg(long)]
-        offline: bool,
+        #[command(flatten)]
+        flags: fetch::Flags,
     },
     /// Resolve inputs.lock against the Debian mirror and rewrite the pins.
-    Pin {
-        /// Only report what has drifted on the mirror; change nothing.
-        #[arg(long)]
-        check: bool,
-    },
+    Pin(pin::Flags),
     /// Check what the host must give (Linux with namespaces or root, the Rust toolchain).
     Doctor,
     /// Build images into target/images/<variant>/ and write target/images/manifest.json.
     Build {
         /// Recipes to build (default: all).
         names: Vec<String>,
-        #[arg(long)]
-        variant: Option<Variant>,
-        /// Use only the input cache.
-        #[arg(long)]
-        offline: bool,
-        /// Build from scratch: ignore stored builds and incremental state.
-        #[arg(long)]
-        fresh: bool,
+        #[command(flatten)]
+        flags: build::Flags,
     },
     /// Assemble a build environment (default: the builders') and print where it is, or run a
     /// command in it with the checkout mounted read-only at /work.
-    Env {
-        /// The `[[env]]` of inputs.lock (bookworm-build, bookworm-boot).
-        #[arg(long, default_value = buildenv::BUILD)]
-        name: String,
-        #[arg(long)]
-        offline: bool,
-        /// The command to run, after `--`.
-        #[arg(last = true)]
-        command: Vec<String>,
-    },
+    Env(buildenv::Args),
     /// Assemble the x86_64 boot-test machine (Xen, dom0 kernel and initramfs) into a folder.
     Machine {
         #[arg(long)]
@@ -106,13 +84,8 @@ enum Command {
         /// Recipes whose boot tests to run (default: all, and the machine's self-test;
         /// `selftest` names the self-test).
         names: Vec<String>,
-        #[arg(long)]
-        variant: Option<Variant>,
-        /// Keep scenario bundles and disk images under target/boot/work.
-        #[arg(long)]
-        keep: bool,
-        #[arg(long)]
-        offline: bool,
+        #[command(flatten)]
+        flags: boot::Flags,
     },
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
@@ -120,14 +93,8 @@ enum Command {
     Dist {
         /// Image sets to package (default: all).
         sets: Vec<String>,
-        /// Install prefix (default: the set's, usually /usr).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Library folder under the prefix: `lib` (/usr/lib/xen/boot) or `libexec`.
-        #[arg(long)]
-        libexecdir: Option<String>,
-        #[arg(long)]
-        offline: bool,
+        #[command(flatten)]
+        flags: dist::Flags,
     },
     /// Make a new stub domain from the Rust or C example.
     NewStubdom {
@@ -139,9 +106,8 @@ enum Command {
     Bench {
         /// Recipes to measure (default: all).
         names: Vec<String>,
-        /// Build figures only.
-        #[arg(long)]
-        no_boot: bool,
+        #[command(flatten)]
+        flags: bench::Flags,
     },
     /// Check the build sandbox in a tiny busybox root (part of `test`).
     #[command(hide = true)]
@@ -197,87 +163,18 @@ fn run(command: Command) -> Result<()> {
     let ws = workspace::Workspace::load()?;
     match command {
         Command::List => list::run(&ws),
-        Command::Fetch { names, offline } => {
-            let blobs = ws.blobs_for(&names)?;
-            let cache = cache::Cache::open()?;
-            let n = fetch::ensure(&cache, &blobs, &fetch::Flags { offline })?;
-            println!(
-                "{} input file(s) verified in {} ({n} downloaded)",
-                blobs.len(),
-                cache.root().display()
-            );
-            Ok(())
-        }
-        Command::Pin { check } => {
-            let cache = cache::Cache::open()?;
-            pin::run(&ws.root, cache.root(), &pin::Flags { check })
-        }
+        Command::Fetch { names, flags } => fetch::run(&ws, &names, &flags),
+        Command::Pin(flags) => pin::run(&ws.root, &flags),
         Command::Doctor => doctor::run(),
-        Command::Build {
-            names,
-            variant,
-            offline,
-            fresh,
-        } => build::run(
-            &ws,
-            &names,
-            &build::Flags {
-                variant,
-                offline,
-                fresh,
-            },
-        )
-        .map(|_| ()),
-        Command::Machine { out } => {
-            let cache = cache::Cache::open()?;
-            fetch::ensure(
-                &cache,
-                &boot::machine::blobs(&ws)?,
-                &fetch::Flags { offline: false },
-            )?;
-            boot::machine::assemble_to(&ws, &cache, build::source_date_epoch()?, &out)?;
-            println!("{}", out.display());
-            Ok(())
-        }
-        Command::Env {
-            name,
-            offline,
-            command,
-        } => buildenv::run(&ws, &name, offline, &command),
+        Command::Build { names, flags } => build::run(&ws, &names, &flags).map(|_| ()),
+        Command::Env(args) => buildenv::run(&ws, &args),
+        Command::Machine { out } => boot::machine::run(&ws, &out),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
-        Command::BootTest {
-            names,
-            variant,
-            keep,
-            offline,
-        } => boot::run(
-            &ws,
-            &names,
-            &boot::Flags {
-                variant,
-                keep,
-                offline,
-            },
-        )
-        .map(|_| ()),
+        Command::BootTest { names, flags } => boot::run(&ws, &names, &flags).map(|_| ()),
         Command::Test => test::run(&ws),
         Command::NewStubdom { .. } => Ok(()),
-        Command::Dist {
-            sets,
-            prefix,
-            libexecdir,
-            offline,
-        } => dist::run(
-            &ws,
-            &sets,
-            &dist::Flags {
-                prefix,
-                libexecdir,
-                offline,
-            },
-        )
-        .map(|_| ()),
-        Command::Bench { names, no_boot } => bench::run(&ws, &names, &bench::Flags { no_boot }),
+        Command::Dist { sets, flags } => dist::run(&ws, &sets, &flags).map(|_| ()),
+        Command::Bench { names, flags } => bench::run(&ws, &names, &flags),
         Command::SandboxSelftest { work, .. } => {
             let work = work.unwrap_or_else(|| ws.target.join("sandbox-check"));
             ui::step(&format!(

@@ -13,7 +13,10 @@ use crate::lock::{self, Archive, Lock};
 use crate::mirror::{Mirrors, RELEASE};
 use crate::ui;
 
+#[derive(clap::Args)]
 pub struct Flags {
+    /// Only report what has drifted on the mirror; change nothing.
+    #[arg(long)]
     pub check: bool,
 }
 
@@ -29,7 +32,9 @@ struct Pinned {
     sha256: String,
 }
 
-pub fn run(root: &Path, cache_root: &Path, flags: &Flags) -> Result<()> {
+pub fn run(root: &Path, flags: &Flags) -> Result<()> {
+    let cache = crate::cache::Cache::open()?;
+    let cache_root = cache.root();
     let lock_path = root.join(lock::FILE);
     let text = std::fs::read_to_string(&lock_path)
         .with_context(|| format!("reading {}", lock_path.display()))?;

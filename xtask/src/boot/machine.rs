@@ -161,6 +161,15 @@ pub fn blobs(ws: &Workspace) -> Result<Vec<Blob>> {
     Ok(out)
 }
 
+/// `cargo xtask machine --out DIR`: the machine's files, fetched and assembled into `out`.
+pub fn run(ws: &Workspace, out: &Path) -> Result<()> {
+    let cache = Cache::open()?;
+    crate::fetch::ensure(&cache, &blobs(ws)?, &crate::fetch::Flags { offline: false })?;
+    assemble_to(ws, &cache, crate::build::source_date_epoch()?, out)?;
+    println!("{}", out.display());
+    Ok(())
+}
+
 /// Assembles the machine, or reuses the one stored under the same key.
 pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Result<Machine> {
     let blobs = blobs(ws)?;

@@ -41,10 +41,16 @@ const SLACK: Duration = Duration::from_secs(30);
 /// At most this many QEMUs at once (two `-smp 1` QEMUs run as fast as one here).
 const PARALLEL: usize = 2;
 
+#[derive(clap::Args)]
 pub struct Flags {
+    /// Only scenarios of this variant.
+    #[arg(long)]
     pub variant: Option<Variant>,
     /// Keep the scenario bundles and disks under target/boot/ after the run.
+    #[arg(long)]
     pub keep: bool,
+    /// Use only the input cache.
+    #[arg(long)]
     pub offline: bool,
 }
 

@@ -31,11 +31,17 @@ pub use manifest::{Artifact, Manifest};
 /// (2025-01-01T00:00:00Z); the manifest records the value used.
 pub const DEFAULT_SOURCE_DATE_EPOCH: u64 = 1_735_689_600;
 
+#[derive(clap::Args)]
 pub struct Flags {
+    /// Only this variant.
+    #[arg(long)]
     pub variant: Option<Variant>,
+    /// Use only the input cache.
+    #[arg(long)]
     pub offline: bool,
     /// Build from scratch: ignore stored builds and every builder's incremental state
     /// (`cargo xtask bench` measures cold builds this way).
+    #[arg(long)]
     pub fresh: bool,
 }
 
