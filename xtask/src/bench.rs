@@ -285,7 +285,7 @@ fn references(ws: &Workspace, images: &[ImageFigure]) -> Result<Vec<Reference>> 
             variant: variant.to_string(),
             bytes_uncompressed: raw.len() as u64,
             reference: format!("{deb}:/{path}"),
-            reference_bytes: std::fs::metadata(&reference)?.len(),
+            reference_bytes: fs_err::metadata(&reference)?.len(),
         });
     }
     Ok(out)

@@ -243,7 +243,7 @@ fn unpack_all(cache: &Cache, blobs: &[Blob]) -> Result<Vec<(String, PathBuf)>> {
 /// Merges the unpacked packages into `root` (hard links into the cache's unpacked trees;
 /// the root is only ever mounted read-only) and applies the maintainer-script fixups.
 fn assemble(root: &Path, unpacked: &[(String, PathBuf)]) -> Result<()> {
-    std::fs::create_dir_all(root.join("usr"))?;
+    fs_err::create_dir_all(root.join("usr"))?;
     for d in MERGED {
         symlink(format!("usr/{d}"), root.join(d))?;
     }
@@ -253,7 +253,7 @@ fn assemble(root: &Path, unpacked: &[(String, PathBuf)]) -> Result<()> {
     for d in MERGED {
         // A link to a folder no package filled stays harmless, but keep the root tidy.
         if !root.join("usr").join(d).exists() {
-            std::fs::remove_file(root.join(d))?;
+            fs_err::remove_file(root.join(d))?;
         }
     }
     for (link, target) in ALTERNATIVES {
@@ -264,14 +264,14 @@ fn assemble(root: &Path, unpacked: &[(String, PathBuf)]) -> Result<()> {
         }
     }
     let etc = root.join("etc");
-    std::fs::create_dir_all(&etc)?;
+    fs_err::create_dir_all(&etc)?;
     for (name, text) in [("passwd", PASSWD), ("group", GROUP)] {
         if !etc.join(name).exists() {
             fsx::write_atomic(&etc.join(name), text.as_bytes())?;
         }
     }
     for d in MOUNT_POINTS {
-        std::fs::create_dir_all(root.join(d))?;
+        fs_err::create_dir_all(root.join(d))?;
     }
     Ok(())
 }
@@ -286,7 +286,7 @@ fn merged_path(rel: &Path) -> PathBuf {
 }
 
 fn merge_tree(base: &Path, dir: &Path, root: &Path) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
+    let mut entries: Vec<_> = fs_err::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .collect::<std::io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -308,7 +308,7 @@ fn merge_tree(base: &Path, dir: &Path, root: &Path) -> Result<()> {
                 );
             }
             if dest.symlink_metadata().is_err() {
-                std::fs::create_dir_all(&dest)
+                fs_err::create_dir_all(&dest)
                     .with_context(|| format!("creating {}", dest.display()))?;
             }
             merge_tree(base, &path, root)?;
@@ -317,14 +317,14 @@ fn merge_tree(base: &Path, dir: &Path, root: &Path) -> Result<()> {
         // Two packages with the same path: the later in name order wins, as with dpkg's
         // `Replaces`; the order is fixed, so the root is too.
         if dest.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
-            std::fs::remove_file(&dest)?;
+            fs_err::remove_file(&dest)?;
         }
         if ft.is_symlink() {
-            let target = std::fs::read_link(&path)?;
+            let target = fs_err::read_link(&path)?;
             symlink(&target, &dest).with_context(|| format!("linking {}", dest.display()))?;
         } else if ft.is_file() {
-            if std::fs::hard_link(&path, &dest).is_err() {
-                std::fs::copy(&path, &dest)
+            if fs_err::hard_link(&path, &dest).is_err() {
+                fs_err::copy(&path, &dest)
                     .with_context(|| format!("copying {} into the root", rel.display()))?;
             }
         } else {
@@ -467,17 +467,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let a = dir.join("a");
         let b = dir.join("b");
-        std::fs::create_dir_all(a.join("bin")).unwrap();
-        std::fs::create_dir_all(b.join("usr/bin")).unwrap();
-        std::fs::write(a.join("bin/dash"), b"#!dash").unwrap();
-        std::fs::write(b.join("usr/bin/gcc-12"), b"gcc").unwrap();
+        fs_err::create_dir_all(a.join("bin")).unwrap();
+        fs_err::create_dir_all(b.join("usr/bin")).unwrap();
+        fs_err::write(a.join("bin/dash"), b"#!dash").unwrap();
+        fs_err::write(b.join("usr/bin/gcc-12"), b"gcc").unwrap();
         symlink("gcc-12", b.join("usr/bin/gcc")).unwrap();
         let root = dir.join("root");
         assemble(&root, &[("a".into(), a), ("b".into(), b)]).unwrap();
-        assert_eq!(std::fs::read(root.join("bin/dash")).unwrap(), b"#!dash");
-        assert_eq!(std::fs::read(root.join("usr/bin/cc")).unwrap(), b"gcc");
+        assert_eq!(fs_err::read(root.join("bin/dash")).unwrap(), b"#!dash");
+        assert_eq!(fs_err::read(root.join("usr/bin/cc")).unwrap(), b"gcc");
         assert_eq!(
-            std::fs::read_link(root.join("usr/bin/sh")).unwrap(),
+            fs_err::read_link(root.join("usr/bin/sh")).unwrap(),
             PathBuf::from("dash")
         );
         assert!(root.join("usr/bin/awk").symlink_metadata().is_err());
@@ -485,7 +485,7 @@ mod tests {
             root.join("lib").symlink_metadata().is_err(),
             "no empty /lib link"
         );
-        assert!(std::fs::read_to_string(root.join("etc/passwd"))
+        assert!(fs_err::read_to_string(root.join("etc/passwd"))
             .unwrap()
             .starts_with("root:x:0:0:"));
         for d in MOUNT_POINTS {

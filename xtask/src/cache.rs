@@ -85,7 +85,7 @@ impl Cache {
 
     /// The cache in the folder `root`.
     pub fn at(root: PathBuf) -> Result<Cache> {
-        std::fs::create_dir_all(&root)
+        fs_err::create_dir_all(&root)
             .with_context(|| format!("creating the cache folder {}", root.display()))?;
         Ok(Cache {
             root,
@@ -105,7 +105,7 @@ impl Cache {
     /// A scratch folder inside the cache (same file system, so renames are atomic).
     pub fn tmp(&self) -> Result<PathBuf> {
         let dir = self.root.join("tmp");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs_err::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
     }
 
@@ -117,7 +117,7 @@ impl Cache {
     /// its stamp matches, else hashed (and stamped when it matches).
     pub fn state(&self, blob: &Blob) -> Result<State> {
         let path = self.blob_path(&blob.sha256);
-        let meta = match std::fs::metadata(&path) {
+        let meta = match fs_err::metadata(&path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::Missing),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -142,7 +142,7 @@ impl Cache {
 
     /// The stamp stored for a blob; an unreadable one counts as none (it is rewritten).
     fn stamp(&self, sha256: &str) -> Option<Stamp> {
-        let bytes = std::fs::read(self.stamp_path(sha256)).ok()?;
+        let bytes = fs_err::read(self.stamp_path(sha256)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -150,7 +150,7 @@ impl Cache {
     /// (`before`) and its last change is old enough to be told from a later one.
     fn record_stamp(&self, path: &Path, sha256: &str, before: Stamp) -> Result<()> {
         let after = Stamp::of(
-            &std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?,
+            &fs_err::metadata(path).with_context(|| format!("reading {}", path.display()))?,
         );
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -217,7 +217,7 @@ impl Cache {
     ) -> Result<PathBuf> {
         let dir = self.root.join(kind).join(name);
         if rebuild || !dir.is_dir() {
-            std::fs::create_dir_all(self.root.join(kind))
+            fs_err::create_dir_all(self.root.join(kind))
                 .with_context(|| format!("creating {}", self.root.join(kind).display()))?;
             fsx::create_dir_atomic(&dir, rebuild, fill)?;
         }
@@ -263,7 +263,7 @@ mod tests {
 
     /// Whether the stored stamp vouches for the file as it is now (no hashing).
     fn stamp_matches(cache: &Cache, blob: &Blob) -> bool {
-        let meta = std::fs::metadata(cache.blob_path(&blob.sha256)).unwrap();
+        let meta = fs_err::metadata(cache.blob_path(&blob.sha256)).unwrap();
         cache.stamp(&blob.sha256) == Some(Stamp::of(&meta))
     }
 
@@ -286,12 +286,12 @@ mod tests {
         assert!(is_good(&second, &blob));
 
         // Altered in place, its mtime put back: the ctime still moved.
-        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mtime = fs_err::metadata(&path).unwrap().modified().unwrap();
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all(b"THE").unwrap();
         f.set_modified(mtime).unwrap();
         drop(f);
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        assert_eq!(fs_err::metadata(&path).unwrap().modified().unwrap(), mtime);
         let third = later_process(&root, settle);
         assert!(!stamp_matches(&third, &blob));
         assert!(matches!(
@@ -301,9 +301,9 @@ mod tests {
 
         // A file copied in under the right name, with the wrong content.
         let other = root.join("other");
-        std::fs::write(&other, b"not the pinned bytes").unwrap();
-        std::fs::remove_file(&path).unwrap();
-        std::fs::copy(&other, &path).unwrap();
+        fs_err::write(&other, b"not the pinned bytes").unwrap();
+        fs_err::remove_file(&path).unwrap();
+        fs_err::copy(&other, &path).unwrap();
         let fourth = later_process(&root, settle);
         assert!(matches!(
             fourth.state(&blob).unwrap(),
@@ -341,7 +341,7 @@ mod tests {
         fsx::write_atomic(&cache.blob_path(&blob.sha256), b"not an ar archive").unwrap();
         let err = format!("{:#}", cache.unpacked_deb(&blob).unwrap_err());
         assert!(err.starts_with("unpacking deb test 1 amd64"), "{err}");
-        let unpacked: Vec<_> = std::fs::read_dir(root.join("unpacked")).unwrap().collect();
+        let unpacked: Vec<_> = fs_err::read_dir(root.join("unpacked")).unwrap().collect();
         assert!(unpacked.is_empty(), "{unpacked:?}");
         std::fs::remove_dir_all(&root).unwrap();
     }

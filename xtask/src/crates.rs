@@ -44,7 +44,7 @@ pub fn cargo_config(inside: &str) -> [String; 4] {
 /// The vendored folder for the workspace's `Cargo.lock`, made if it is not in the cache.
 pub fn vendored(ws: &Workspace, cache: &Cache) -> Result<PathBuf> {
     let lock_path = ws.root.join("Cargo.lock");
-    let text = std::fs::read_to_string(&lock_path)
+    let text = fs_err::read_to_string(&lock_path)
         .with_context(|| format!("reading {}", lock_path.display()))?;
     let lock: CargoLock =
         toml::from_str(&text).with_context(|| format!("parsing {}", lock_path.display()))?;
@@ -121,7 +121,7 @@ fn registry_cache(ws: &Workspace) -> Result<Vec<PathBuf>> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .context("neither CARGO_HOME nor HOME is set")?;
     let cache = home.join("registry/cache");
-    let dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+    let dirs: Vec<PathBuf> = fs_err::read_dir(&cache)
         .with_context(|| format!("reading {}", cache.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
@@ -160,9 +160,9 @@ mod tests {
     fn finds_a_crate_in_any_registry_folder() {
         let dir = std::env::temp_dir().join(format!("xtask-crates-{}", std::process::id()));
         let (a, b) = (dir.join("a"), dir.join("b"));
-        std::fs::create_dir_all(&a).unwrap();
-        std::fs::create_dir_all(&b).unwrap();
-        std::fs::write(b.join("libc-0.2.1.crate"), b"x").unwrap();
+        fs_err::create_dir_all(&a).unwrap();
+        fs_err::create_dir_all(&b).unwrap();
+        fs_err::write(b.join("libc-0.2.1.crate"), b"x").unwrap();
         let dirs = [a, b.clone()];
         assert_eq!(
             find_crate(&dirs, "libc", "0.2.1").unwrap(),

@@ -129,7 +129,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
     let images = ws.target.join("images");
     let manifest = Manifest::load(&images)?;
     let out_dir = ws.target.join("dist");
-    std::fs::create_dir_all(&out_dir)?;
+    fs_err::create_dir_all(&out_dir)?;
     let mut written = Vec::new();
     for (path, set) in &sets {
         let (tarball, man) = package(ws, &manifest, path, set, flags, &out_dir)
@@ -139,7 +139,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
     }
     // SHA256SUMS covers every package and manifest in the folder, not only this run's.
     let mut sums = String::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&out_dir)?
+    let mut entries: Vec<PathBuf> = fs_err::read_dir(&out_dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let n = p
@@ -169,7 +169,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
 
 fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
     let dir = root.join("images");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut paths: Vec<PathBuf> = fs_err::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -177,7 +177,7 @@ fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
     paths.sort();
     let mut sets = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(&path)?;
+        let text = fs_err::read_to_string(&path)?;
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         let set: Set = toml::from_str(&text).map_err(|e| {
             let at = e.span().map_or(String::new(), |s| {

@@ -63,7 +63,7 @@ fn linux() -> Result<String> {
     if !cfg!(target_os = "linux") {
         bail!("the build steps run in Linux namespaces: use a Linux host (or a Linux VM)");
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = fs_err::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     Ok(format!("kernel {}", release.trim()))
 }
 

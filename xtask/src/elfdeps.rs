@@ -63,7 +63,7 @@ impl Union {
         let rel = path.trim_start_matches('/');
         self.roots.iter().find_map(|(name, root)| {
             let p = root.join(rel);
-            std::fs::symlink_metadata(&p)
+            fs_err::symlink_metadata(&p)
                 .ok()
                 .filter(|m| !m.is_dir())
                 .map(|_| (name.as_str(), p))
@@ -82,7 +82,7 @@ impl Union {
             let (_, host) = self
                 .find(&real)
                 .with_context(|| format!("{real} vanished"))?;
-            let bytes = std::fs::read(&host)?;
+            let bytes = fs_err::read(&host)?;
             let Some((interp, needed)) = needs(&bytes).with_context(|| real.clone())? else {
                 continue;
             };
@@ -107,7 +107,7 @@ impl Union {
                 .find(&p)
                 .with_context(|| format!("{p} is in none of the packages"))?;
             out.insert(p.clone());
-            match std::fs::read_link(&host) {
+            match fs_err::read_link(&host) {
                 Ok(target) => {
                     let t = target.to_string_lossy();
                     p = if t.starts_with('/') {
@@ -128,11 +128,11 @@ impl Union {
             .find(path)
             .with_context(|| format!("{path} is in none of the packages"))?;
         let rel = path.trim_start_matches('/');
-        match std::fs::read_link(&host) {
+        match fs_err::read_link(&host) {
             Ok(target) => tree.add_symlink(rel, &target.to_string_lossy())?,
             Err(_) => {
                 use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&host)?.permissions().mode();
+                let mode = fs_err::metadata(&host)?.permissions().mode();
                 tree.add_host_file(rel, &host, stubdoms_archive::normalize_file_mode(mode))?
             }
         }

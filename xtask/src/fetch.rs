@@ -68,7 +68,7 @@ pub fn ensure(cache: &Cache, blobs: &[Blob], flags: &Flags) -> Result<usize> {
                     "cached {blob} was altered (expected sha256 {}, found {actual}): fetching it again",
                     blob.sha256
                 ));
-                std::fs::remove_file(cache.blob_path(&blob.sha256))?;
+                fs_err::remove_file(cache.blob_path(&blob.sha256))?;
                 missing.push(blob.clone());
             }
         }
@@ -231,14 +231,14 @@ fn store(
             );
         }
         let dir = dest.parent().context("cache path has no parent")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::rename(&tmp, &dest)
+        fs_err::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs_err::rename(&tmp, &dest)
             .with_context(|| format!("storing {} as {}", tmp.display(), dest.display()))?;
         cache.mark_verified(&blob.sha256);
         Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs_err::remove_file(&tmp);
     }
     result
 }
@@ -304,7 +304,7 @@ mod tests {
     }
 
     fn files_in(dir: &Path) -> Vec<PathBuf> {
-        std::fs::read_dir(dir)
+        fs_err::read_dir(dir)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default()
     }
@@ -345,7 +345,7 @@ mod tests {
         let (result, cache) = fetch_dropped("good", &blob, bytes, true);
         result.unwrap();
         let path = cache.get(&blob).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(fs_err::read(&path).unwrap(), bytes);
         assert!(files_in(&cache.tmp().unwrap()).is_empty());
         std::fs::remove_dir_all(cache.root()).unwrap();
     }

@@ -287,8 +287,8 @@ pub enum Resolved<'a> {
 impl Lock {
     pub fn load(root: &Path) -> Result<Lock> {
         let path = root.join(FILE);
-        let src = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let src =
+            fs_err::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&src)
     }
 

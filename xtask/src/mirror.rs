@@ -94,7 +94,7 @@ pub fn snapshot_url(base: &str, archive: Archive, snapshot: &str, path: &str) ->
 
 fn snapshot_base_from_apt(etc: &Path) -> Option<String> {
     apt_files(etc).iter().find_map(|file| {
-        let text = std::fs::read_to_string(file).ok()?;
+        let text = fs_err::read_to_string(file).ok()?;
         snapshot_base_in(&text)
     })
 }
@@ -165,7 +165,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// `sources.list`, then `sources.list.d/*` in name order.
 fn apt_files(etc: &Path) -> Vec<std::path::PathBuf> {
     let mut files = vec![etc.join("sources.list")];
-    if let Ok(dir) = std::fs::read_dir(etc.join("sources.list.d")) {
+    if let Ok(dir) = fs_err::read_dir(etc.join("sources.list.d")) {
         let mut more: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         more.sort();
         files.extend(more);
@@ -177,7 +177,7 @@ fn apt_files(etc: &Path) -> Vec<std::path::PathBuf> {
 fn from_apt_config(etc: &Path) -> Option<(Option<String>, Option<String>)> {
     let mut found = (None, None);
     for file in apt_files(etc) {
-        let Ok(text) = std::fs::read_to_string(&file) else {
+        let Ok(text) = fs_err::read_to_string(&file) else {
             continue;
         };
         let entries = if file.extension().is_some_and(|e| e == "sources") {
@@ -260,13 +260,13 @@ mod tests {
     fn reads_both_apt_formats() {
         let dir = std::env::temp_dir().join(format!("stubdoms-mirror-{}", std::process::id()));
         let d = dir.join("sources.list.d");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(&d).unwrap();
+        fs_err::write(
             dir.join("sources.list"),
             "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n",
         )
         .unwrap();
-        std::fs::write(
+        fs_err::write(
             d.join("debian.sources"),
             "Types: deb\nURIs: http://other.example/debian\nSuites: trixie\n\n\
              Types: deb deb-src\n# note\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\nComponents: main\n",

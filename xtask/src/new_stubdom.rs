@@ -56,7 +56,7 @@ pub fn run(root: &Path, name: &str, lang: Lang) -> Result<PathBuf> {
         bail!("the template {} is missing", template.display());
     }
     let manifest = root.join("Cargo.toml");
-    let old_manifest = std::fs::read_to_string(&manifest)
+    let old_manifest = fs_err::read_to_string(&manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
     let new_manifest = match lang {
         Lang::Rust => {
@@ -75,7 +75,7 @@ pub fn run(root: &Path, name: &str, lang: Lang) -> Result<PathBuf> {
         if let Some(text) = &new_manifest {
             fsx::write_atomic(&manifest, text.as_bytes())?;
         }
-        if let Err(e) = std::fs::rename(&partial, &dest) {
+        if let Err(e) = fs_err::rename(&partial, &dest) {
             if new_manifest.is_some() {
                 fsx::write_atomic(&manifest, old_manifest.as_bytes())?;
             }
@@ -147,8 +147,8 @@ pub fn register(manifest: &str, member: &str) -> Result<String> {
 /// Copies `from` to `to`, replacing the template's name (with `-` and with `_`) in file
 /// names and contents. `target/` folders are not copied.
 fn copy_renamed(from: &Path, to: &Path, old: &str, new: &str) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let mut entries: Vec<_> = std::fs::read_dir(from)?.collect::<std::io::Result<_>>()?;
+    fs_err::create_dir_all(to)?;
+    let mut entries: Vec<_> = fs_err::read_dir(from)?.collect::<std::io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
     let (old_u, new_u) = (old.replace('-', "_"), new.replace('-', "_"));
     for e in entries {
@@ -165,20 +165,20 @@ fn copy_renamed(from: &Path, to: &Path, old: &str, new: &str) -> Result<()> {
         if e.file_type()?.is_dir() {
             copy_renamed(&src, &dst, old, new)?;
         } else {
-            let bytes = std::fs::read(&src)?;
+            let bytes = fs_err::read(&src)?;
             let out = match String::from_utf8(bytes) {
                 Ok(text) => text.replace(old, new).replace(&old_u, &new_u).into_bytes(),
                 Err(e) => e.into_bytes(),
             };
-            std::fs::write(&dst, out)?;
-            std::fs::set_permissions(&dst, std::fs::metadata(&src)?.permissions())?;
+            fs_err::write(&dst, out)?;
+            fs_err::set_permissions(&dst, fs_err::metadata(&src)?.permissions())?;
         }
     }
     Ok(())
 }
 
 fn set_summary(path: &Path, name: &str, lang: Lang) -> Result<()> {
-    let text = std::fs::read_to_string(path)?;
+    let text = fs_err::read_to_string(path)?;
     let mut doc: DocumentMut = text.parse().context("template stubdom.toml")?;
     doc["summary"] = toml_edit::value(format!(
         "{name}: a stub domain made from the {} template",
@@ -187,7 +187,7 @@ fn set_summary(path: &Path, name: &str, lang: Lang) -> Result<()> {
             Lang::C => "C",
         }
     ));
-    std::fs::write(path, doc.to_string())?;
+    fs_err::write(path, doc.to_string())?;
     Ok(())
 }
 
@@ -218,16 +218,16 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&root);
         let t = root.join("stubdoms/rust-stubdom");
-        std::fs::create_dir_all(t.join("src")).unwrap();
-        std::fs::create_dir_all(t.join("target/junk")).unwrap();
-        std::fs::write(root.join("Cargo.toml"), MANIFEST).unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(t.join("src")).unwrap();
+        fs_err::create_dir_all(t.join("target/junk")).unwrap();
+        fs_err::write(root.join("Cargo.toml"), MANIFEST).unwrap();
+        fs_err::write(
             t.join("stubdom.toml"),
             "name = \"rust-stubdom\"\nsummary = \"x\"\nkind = \"rust\"\n\n[variants.x86_64-pv]\nfile = \"rust-stubdom-x86_64-pv.elf\"\n",
         )
         .unwrap();
-        std::fs::write(t.join("Cargo.toml"), "[package]\nname = \"rust-stubdom\"\n").unwrap();
-        std::fs::write(
+        fs_err::write(t.join("Cargo.toml"), "[package]\nname = \"rust-stubdom\"\n").unwrap();
+        fs_err::write(
             t.join("src/main.rs"),
             "// rust_stubdom says: Hello from rust-stubdom\n",
         )
@@ -239,9 +239,9 @@ mod tests {
     fn copies_renames_and_registers() {
         let root = fake_workspace();
         let dest = run(&root, "my-dom", Lang::Rust).unwrap();
-        let main = std::fs::read_to_string(dest.join("src/main.rs")).unwrap();
+        let main = fs_err::read_to_string(dest.join("src/main.rs")).unwrap();
         assert_eq!(main, "// my_dom says: Hello from my-dom\n");
-        let recipe = std::fs::read_to_string(dest.join("stubdom.toml")).unwrap();
+        let recipe = fs_err::read_to_string(dest.join("stubdom.toml")).unwrap();
         assert!(recipe.contains("name = \"my-dom\""), "{recipe}");
         assert!(
             recipe.contains("file = \"my-dom-x86_64-pv.elf\""),
@@ -249,7 +249,7 @@ mod tests {
         );
         assert!(recipe.contains("summary = \"my-dom: a stub domain made from the Rust template\""));
         assert!(!dest.join("target").exists());
-        let ws = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let ws = fs_err::read_to_string(root.join("Cargo.toml")).unwrap();
         assert!(ws.contains("\"stubdoms/my-dom\""));
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn refusals_change_nothing() {
         let root = fake_workspace();
-        let before = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let before = fs_err::read_to_string(root.join("Cargo.toml")).unwrap();
         let cases: &[(&str, &str)] = &[
             ("Bad_Name", "is not a usable stub-domain name"),
             ("selftest", "is not a usable stub-domain name"),
@@ -267,13 +267,13 @@ mod tests {
             let err = format!("{:#}", run(&root, name, Lang::Rust).unwrap_err());
             assert!(err.contains(want), "{name}: {err}");
         }
-        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = \"bad\"\n").unwrap();
+        fs_err::write(root.join("Cargo.toml"), "[workspace]\nmembers = \"bad\"\n").unwrap();
         let err = format!("{:#}", run(&root, "fine", Lang::Rust).unwrap_err());
         assert!(err.contains("no `[workspace] members"), "{err}");
         assert!(!root.join("stubdoms/fine").exists());
         assert!(!root.join("stubdoms/.fine.partial").exists());
-        std::fs::write(root.join("Cargo.toml"), &before).unwrap();
-        let mut dirs: Vec<_> = std::fs::read_dir(root.join("stubdoms"))
+        fs_err::write(root.join("Cargo.toml"), &before).unwrap();
+        let mut dirs: Vec<_> = fs_err::read_dir(root.join("stubdoms"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();

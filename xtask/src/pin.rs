@@ -36,7 +36,7 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
     let cache = crate::cache::Cache::open()?;
     let cache_root = cache.root();
     let lock_path = root.join(lock::FILE);
-    let text = std::fs::read_to_string(&lock_path)
+    let text = fs_err::read_to_string(&lock_path)
         .with_context(|| format!("reading {}", lock_path.display()))?;
     let lock = Lock::parse(&text)?;
     let mirrors = Mirrors::discover()?;
@@ -383,10 +383,10 @@ struct PinnedSource {
 impl Apt {
     fn new(dir: PathBuf, mirrors: &Mirrors) -> Result<Apt> {
         for sub in ["lists/partial", "cache/archives/partial", "sources"] {
-            std::fs::create_dir_all(dir.join(sub))
+            fs_err::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
-        std::fs::write(dir.join("status"), "")?;
+        fs_err::write(dir.join("status"), "")?;
         let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
         if !Path::new(keyring).exists() {
             bail!("{keyring} is missing: `pin` needs apt and Debian's archive keyring (apt-get install debian-archive-keyring)");
@@ -402,7 +402,7 @@ impl Apt {
             "Types: deb deb-src\nURIs: {}\nSuites: {RELEASE}-security\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}",
             mirrors.security
         );
-        std::fs::write(dir.join("sources/stubdoms.sources"), s)?;
+        fs_err::write(dir.join("sources/stubdoms.sources"), s)?;
         Ok(Apt {
             dir,
             mirrors: mirrors.clone(),

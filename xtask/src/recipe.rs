@@ -544,7 +544,7 @@ pub fn is_valid_name(name: &str) -> bool {
 pub fn load_all(root: &Path) -> Result<Vec<Recipe>> {
     let dir = root.join("stubdoms");
     let mut paths = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+    for entry in fs_err::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path().join("stubdom.toml");
         if path.is_file() {
             paths.push(path);
@@ -553,8 +553,8 @@ pub fn load_all(root: &Path) -> Result<Vec<Recipe>> {
     paths.sort();
     let mut recipes: Vec<Recipe> = Vec::new();
     for path in paths {
-        let src = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let src =
+            fs_err::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path);
         let recipe = parse(rel, &src)?;
         if let Some(other) = recipes.iter().find(|r| r.name == recipe.name) {

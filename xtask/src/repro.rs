@@ -191,7 +191,7 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
-    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+    fs_err::read(p).with_context(|| format!("reading {}", p.display()))
 }
 
 /// Says where two different artifacts differ, looking inside gzip, cpio and tar.

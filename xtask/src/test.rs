@@ -140,13 +140,13 @@ fn host_packages() -> Result<String> {
         std::path::PathBuf::from("/var/lib/dpkg/status"),
         "/etc/apt/sources.list".into(),
     ];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+    if let Ok(dir) = fs_err::read_dir("/etc/apt/sources.list.d") {
         let mut more: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         more.sort();
         files.extend(more);
     }
     for f in files {
-        if let Ok(bytes) = std::fs::read(&f) {
+        if let Ok(bytes) = fs_err::read(&f) {
             k.field(&f.display().to_string(), bytes);
         }
     }
@@ -160,7 +160,7 @@ fn host_packages() -> Result<String> {
 fn build_env_checks(root: &crate::buildenv::Root) -> Result<usize> {
     ui::step("build environment: a step sees no host tool or file");
     let marker = std::env::temp_dir().join(format!("stubdoms-host-marker-{}", std::process::id()));
-    std::fs::write(&marker, b"host").with_context(|| format!("writing {}", marker.display()))?;
+    fs_err::write(&marker, b"host").with_context(|| format!("writing {}", marker.display()))?;
     let probe = format!(
         "for t in apt-get rustup dpkg-buildpackage; do command -v $t; done; \
          for f in /root/.cargo /root/.rustup /etc/apt/sources.list.d {}; do test -e $f && echo $f; done; \
@@ -168,7 +168,7 @@ fn build_env_checks(root: &crate::buildenv::Root) -> Result<usize> {
         marker.display()
     );
     let out = root.step().command("sh")?.args(["-c", &probe]).output()?;
-    let _ = std::fs::remove_file(&marker);
+    let _ = fs_err::remove_file(&marker);
     let seen = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !seen.trim().is_empty() {
         bail!(
@@ -197,13 +197,13 @@ fn unprivileged_compile(root: &crate::buildenv::Root, work: &std::path::Path) ->
     const NOBODY: u32 = 65534;
     link_tree(&root.dir, &work.join("root"))?;
     let exe = work.join("xtask");
-    std::fs::copy(std::env::current_exe()?, &exe)?;
+    fs_err::copy(std::env::current_exe()?, &exe)?;
     let (src, out) = (work.join("src"), work.join("out"));
-    std::fs::create_dir_all(&src)?;
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(src.join("hello.c"), "int hello(void) { return 42; }\n")?;
+    fs_err::create_dir_all(&src)?;
+    fs_err::create_dir_all(&out)?;
+    fs_err::write(src.join("hello.c"), "int hello(void) { return 42; }\n")?;
     for d in [work, &src] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        fs_err::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
     }
     std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY))?;
     let sandbox = crate::sandbox::Sandbox {
@@ -230,7 +230,7 @@ fn unprivileged_compile(root: &crate::buildenv::Root, work: &std::path::Path) ->
         .uid(NOBODY)
         .gid(NOBODY);
     let o = cc.output().context("running cc as uid 65534")?;
-    let obj = std::fs::read(out.join("hello.o")).unwrap_or_default();
+    let obj = fs_err::read(out.join("hello.o")).unwrap_or_default();
     if !o.status.success() || !obj.starts_with(b"\x7fELF") {
         bail!(
             "uid {NOBODY} could not compile in the build environment ({}): {}",
@@ -243,17 +243,17 @@ fn unprivileged_compile(root: &crate::buildenv::Root, work: &std::path::Path) ->
 
 /// A copy of the folder `from` at `to` made of hard links (same file system: the cache's).
 fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+    fs_err::create_dir_all(to)?;
+    for entry in fs_err::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         let ft = entry.file_type()?;
         if ft.is_dir() {
             link_tree(&src, &dst)?;
         } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            std::os::unix::fs::symlink(fs_err::read_link(&src)?, &dst)?;
         } else {
-            std::fs::hard_link(&src, &dst)
+            fs_err::hard_link(&src, &dst)
                 .with_context(|| format!("linking {} to {}", src.display(), dst.display()))?;
         }
     }
@@ -283,7 +283,7 @@ const SHIM_ROOT_ENV: &str = "STUBDOMS_TOOL_ROOT";
 fn tool_links(ws: &Workspace, root: &crate::buildenv::Root) -> Result<Vec<(String, String)>> {
     let dir = ws.target.join("test-tools");
     crate::fsx::remove_dir_if_exists(&dir)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs_err::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let me = std::env::current_exe().context("finding the xtask binary")?;
     for tool in TEST_TOOLS {
         std::os::unix::fs::symlink(&me, dir.join(tool))

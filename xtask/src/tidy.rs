@@ -31,7 +31,7 @@ fn named_files(text: &str) -> BTreeSet<String> {
 }
 
 fn rust_files(dir: &Path, out: &mut BTreeSet<String>) {
-    for e in std::fs::read_dir(dir).expect("read xtask/src") {
+    for e in fs_err::read_dir(dir).expect("read xtask/src") {
         let p = e.expect("entry").path();
         if p.is_dir() {
             rust_files(&p, out);
@@ -67,7 +67,7 @@ fn every_xtask_module_is_in_the_code_map_and_every_named_one_exists() {
 fn every_library_is_in_the_code_map() {
     let libs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../libs");
     let text = section("libs/");
-    for e in std::fs::read_dir(libs).expect("read libs") {
+    for e in fs_err::read_dir(libs).expect("read libs") {
         let name = e.expect("entry").file_name().to_string_lossy().into_owned();
         assert!(
             text.contains(&format!("`{name}`")),

@@ -49,7 +49,7 @@ pub fn heartbeat(what: &str, log: Option<std::path::PathBuf>) -> Heartbeat {
         let started = std::time::Instant::now();
         let last_line = || {
             log.as_ref()
-                .and_then(|p| std::fs::read(p).ok())
+                .and_then(|p| fs_err::read(p).ok())
                 .and_then(|b| {
                     let text = String::from_utf8_lossy(&b).into_owned();
                     text.lines()

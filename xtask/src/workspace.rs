@@ -110,14 +110,14 @@ pub fn copy_to(root: &Path, to: &Path) -> Result<()> {
             continue; // deleted but still in the index
         }
         let dst = to.join(&rel);
-        std::fs::create_dir_all(dst.parent().context("file path")?)?;
-        std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
+        fs_err::create_dir_all(dst.parent().context("file path")?)?;
+        fs_err::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
     }
     Ok(())
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir)? {
+    for e in fs_err::read_dir(dir)? {
         let e = e?;
         let name = e.file_name();
         if name == "target" || name == ".git" {

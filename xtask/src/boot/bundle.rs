@@ -85,7 +85,7 @@ fn gzip_fast(path: &Path) -> Result<Vec<u8>> {
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&std::fs::read(path)?)?;
+    gz.write_all(&fs_err::read(path)?)?;
     Ok(gz.finish()?)
 }
 
@@ -190,10 +190,10 @@ mod tests {
     #[test]
     fn hvm_scenario_with_xl_files_and_a_dom0_check() {
         let dir = std::env::temp_dir().join(format!("xtask-bundle-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         let host = |name: &str, bytes: &[u8]| -> PathBuf {
             let p = dir.join(name);
-            std::fs::write(&p, bytes).unwrap();
+            fs_err::write(&p, bytes).unwrap();
             p
         };
         let src = r#"

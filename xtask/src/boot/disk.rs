@@ -27,7 +27,7 @@ pub fn make(
 ) -> Result<()> {
     image(tools, disk, files, work, out)?;
     if let Some(path) = boot_sector {
-        let text = std::fs::read_to_string(path)
+        let text = fs_err::read_to_string(path)
             .with_context(|| format!("disk {}: reading {}", disk.vdev, path.display()))?;
         let code =
             parse_hex(&text).with_context(|| format!("disk {}: {}", disk.vdev, path.display()))?;
@@ -64,11 +64,11 @@ fn image(
         FileSystem::Ext2 | FileSystem::Ext4 => {
             let root = work.join("root");
             crate::fsx::remove_dir_if_exists(&root)?;
-            std::fs::create_dir_all(&root)?;
+            fs_err::create_dir_all(&root)?;
             for (dest, src) in files {
                 let to = root.join(dest.trim_start_matches('/'));
-                std::fs::create_dir_all(to.parent().context("disk file path")?)?;
-                std::fs::copy(src, &to).with_context(|| {
+                fs_err::create_dir_all(to.parent().context("disk file path")?)?;
+                fs_err::copy(src, &to).with_context(|| {
                     format!("disk {}: copying {} to {dest}", disk.vdev, src.display())
                 })?;
             }
@@ -97,7 +97,7 @@ fn image(
         }
     }
     if disk.table == PartitionTable::None {
-        std::fs::rename(&fs_img, out)?;
+        fs_err::rename(&fs_img, out)?;
         return Ok(());
     }
     let f = std::fs::File::create(out)?;
@@ -135,11 +135,11 @@ fn image(
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let data = std::fs::read(&fs_img)?;
+    let data = fs_err::read(&fs_img)?;
     let mut f = std::fs::OpenOptions::new().write(true).open(out)?;
     f.seek(SeekFrom::Start(PART_START))?;
     f.write_all(&data)?;
-    std::fs::remove_file(&fs_img)?;
+    fs_err::remove_file(&fs_img)?;
     Ok(())
 }
 
@@ -211,11 +211,11 @@ mod tests {
     #[test]
     fn boot_sector_goes_before_the_table_and_gets_its_signature() {
         let dir = std::env::temp_dir().join(format!("xtask-disk-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         let img = dir.join("d.img");
-        std::fs::write(&img, vec![0xeeu8; 1024]).unwrap();
+        fs_err::write(&img, vec![0xeeu8; 1024]).unwrap();
         write_boot_sector(&img, &[1, 2, 3], true).unwrap();
-        let bytes = std::fs::read(&img).unwrap();
+        let bytes = fs_err::read(&img).unwrap();
         assert_eq!(&bytes[..4], &[1, 2, 3, 0xee], "code written, the rest kept");
         assert_eq!(&bytes[510..512], &[0x55, 0xaa]);
         assert_eq!(bytes.len(), 1024);

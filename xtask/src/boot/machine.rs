@@ -207,7 +207,7 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Resul
 pub fn assemble_to(ws: &Workspace, cache: &Cache, epoch: u64, dir: &Path) -> Result<()> {
     let tmp = fsx::partial_path(dir);
     fsx::remove_dir_if_exists(&tmp)?;
-    std::fs::create_dir_all(&tmp)?;
+    fs_err::create_dir_all(&tmp)?;
     let union = union(ws, cache)?;
     if let Err(e) = assemble(&union, &tmp, epoch) {
         let _ = fsx::remove_dir_if_exists(&tmp);
@@ -217,7 +217,7 @@ pub fn assemble_to(ws: &Workspace, cache: &Cache, epoch: u64, dir: &Path) -> Res
     if dir.is_dir() {
         fsx::remove_dir_if_exists(dir)?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("storing {}", dir.display()))
+    fs_err::rename(&tmp, dir).with_context(|| format!("storing {}", dir.display()))
 }
 
 fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
@@ -233,7 +233,7 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     // boot. Xen loads dom0 from the plain ELF, and guests from a gzip of it (xl unpacks gzip
     // fast; an ELF this big would make the bundle larger than it saves).
     let kernel = kernel(union)?;
-    let bzimage = std::fs::read(kernel.root.join(format!("boot/vmlinuz-{}", kernel.version)))?;
+    let bzimage = fs_err::read(kernel.root.join(format!("boot/vmlinuz-{}", kernel.version)))?;
     let vmlinux = elf::vmlinux_from_bzimage(&bzimage).context("extracting the kernel ELF")?;
     fsx::write_atomic(&out.join("vmlinux"), &vmlinux)?;
     let mut gz = flate2::GzBuilder::new()
@@ -398,7 +398,7 @@ impl Kernel {
 
     /// Module paths (relative to the module folder), dependencies first, each once.
     fn modules(&self, names: &[&str]) -> Result<Vec<String>> {
-        let order = std::fs::read_to_string(self.module_dir().join("modules.order"))
+        let order = fs_err::read_to_string(self.module_dir().join("modules.order"))
             .context("reading modules.order")?;
         let path_of = |name: &str| -> Result<String> {
             let want = format!("{}.ko", name.replace('_', "-"));
@@ -423,7 +423,7 @@ impl Kernel {
             if out.contains(&p) {
                 return Ok(());
             }
-            let bytes = std::fs::read(k.module_dir().join(&p))
+            let bytes = fs_err::read(k.module_dir().join(&p))
                 .with_context(|| format!("reading module {p}"))?;
             for dep in elf::module_depends(&bytes)? {
                 visit(k, &dep, path_of, out)?;

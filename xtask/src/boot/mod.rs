@@ -176,8 +176,8 @@ fn collect(ws: &Workspace, names: &[String], variant: Option<Variant>) -> Result
     let mut tests = Vec::new();
     if want_selftest {
         let path = ws.root.join(SELFTEST);
-        let src = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let src =
+            fs_err::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         tests.extend(recipe::parse_scenarios(
             Path::new(SELFTEST),
             &src,
@@ -327,7 +327,7 @@ fn glob_one(root: &Path, path: &str) -> Result<Option<PathBuf>> {
         let p = dir.join(name);
         return Ok(p.is_file().then_some(p));
     };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = fs_err::read_dir(&dir) else {
         return Ok(None);
     };
     let mut hits: Vec<PathBuf> = entries
@@ -381,7 +381,7 @@ fn resolve(
         let dir = work
             .join(format!("{}.{}", test.recipe, test.name))
             .join(&d.vdev);
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         let boot_sector = d
             .boot_sector
             .as_deref()
@@ -556,11 +556,11 @@ fn run_batch(
         // Linux unpacks concatenated archives; each must start 4-byte aligned (zero padding
         // between them is skipped). Uncompressed: gunzip under emulation costs dom0 more
         // boot time than it saves.
-        let mut bytes = std::fs::read(&m.dom0_initrd)?;
+        let mut bytes = fs_err::read(&m.dom0_initrd)?;
         // Only batches with an HVM scenario carry the dom0 QEMU and SeaBIOS.
         if scenarios.iter().any(|s| s.test.dom0_hvm) {
             bytes.resize(bytes.len().next_multiple_of(512), 0);
-            bytes.extend(std::fs::read(&m.dom0_hvm)?);
+            bytes.extend(fs_err::read(&m.dom0_hvm)?);
         }
         bytes.resize(bytes.len().next_multiple_of(512), 0);
         bytes.extend(tree.to_bytes(stubdoms_archive::Format::Cpio, 0)?);

@@ -29,7 +29,7 @@ pub enum Next {
 impl Qemu {
     pub fn start(mut cmd: Command, log_path: &Path) -> Result<Qemu> {
         if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir)?;
+            fs_err::create_dir_all(dir)?;
         }
         let log = std::fs::File::create(log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;

@@ -108,7 +108,7 @@ pub fn build(job: &Job) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    fs_err::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// One built part (the kernel or QEMU), kept in the cache under a key of what decides its
@@ -248,7 +248,7 @@ fn build_kernel(job: &Job) -> Result<PathBuf> {
         Ok(())
     })?;
     let out = job.staging.join("linux");
-    std::fs::create_dir_all(&out)?;
+    fs_err::create_dir_all(&out)?;
     let fragment = job.recipe.dir.join("linux.config");
     // The source at /src (read-only), the build folder at /build, the recipe at /recipe:
     // fixed paths, so nothing of the host reaches the kernel.
@@ -349,7 +349,7 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
                 &src.join("debian"),
                 &STRIP_TOP,
             )?;
-            let series = std::fs::read_to_string(src.join("debian/patches/series"))?;
+            let series = fs_err::read_to_string(src.join("debian/patches/series"))?;
             let mut list: Vec<String> = series_entries(&series)
                 .into_iter()
                 .map(|p| format!("/src/debian/patches/{p}"))
@@ -371,7 +371,7 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
                 super::run_logged(&mut c, &job.staging, &format!("qemu patch {name}"))?;
             }
             // configure only looks for device sets inside the source tree.
-            std::fs::write(
+            fs_err::write(
                 src.join("configs/devices/i386-softmmu/stubdoms.mak"),
                 &devices,
             )?;
@@ -383,7 +383,7 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
 /// The recipe's own QEMU patches (`patches/*.patch`), applied after Debian's in name order.
 fn own_patches(job: &Job) -> Result<Vec<PathBuf>> {
     let dir = job.recipe.dir.join("patches");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = fs_err::read_dir(&dir) else {
         return Ok(Vec::new());
     };
     let mut out: Vec<PathBuf> = entries
@@ -417,9 +417,9 @@ fn configure_args(text: &str) -> Vec<&str> {
 fn build_qemu(job: &Job) -> Result<PathBuf> {
     let src = qemu_source(job)?;
     let build = job.staging.join("qemu");
-    std::fs::create_dir_all(&build)?;
+    fs_err::create_dir_all(&build)?;
     let args_file = job.recipe.dir.join("qemu-configure.args");
-    let args_text = std::fs::read_to_string(&args_file)
+    let args_text = fs_err::read_to_string(&args_file)
         .with_context(|| format!("reading {}", args_file.display()))?;
     let step = || {
         job.root
@@ -466,7 +466,7 @@ fn rootfs(job: &Job, debs: &Debs, qemu: &Path, init: &Path) -> Result<Vec<u8>> {
     // QEMU joins the packages as one more root, so its libraries resolve like theirs.
     let built = job.staging.join("built");
     let qemu_in = built.join(QEMU.trim_start_matches('/'));
-    std::fs::create_dir_all(qemu_in.parent().context("QEMU path")?)?;
+    fs_err::create_dir_all(qemu_in.parent().context("QEMU path")?)?;
     fsx::copy_atomic(qemu, &qemu_in)?;
     let mut roots = debs.roots.clone();
     roots.insert(" built".to_string(), built);

@@ -87,7 +87,7 @@ fn shared_sources(kind: Kind) -> &'static [&'static str] {
 /// keyed above) and `tests/` (boot-test fixtures).
 fn recipe_dir_hash(dir: &Path) -> Result<String> {
     let mut k = Key::new("recipe-dir");
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
+    let mut entries: Vec<_> = fs_err::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .collect::<std::io::Result<_>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -105,7 +105,7 @@ fn recipe_dir_hash(dir: &Path) -> Result<String> {
 /// `target/` folders.
 pub fn tree_hash(path: &Path) -> Result<String> {
     if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = fs_err::read(path).with_context(|| format!("reading {}", path.display()))?;
         return Ok(Key::new("file").field("content", bytes).finish());
     }
     let mut k = Key::new("tree");
@@ -114,17 +114,17 @@ pub fn tree_hash(path: &Path) -> Result<String> {
     files.sort();
     for rel in files {
         let full = path.join(&rel);
-        let meta = std::fs::symlink_metadata(&full)?;
+        let meta = fs_err::symlink_metadata(&full)?;
         if meta.file_type().is_symlink() {
             k.field(
                 &format!("link {rel}"),
-                std::fs::read_link(&full)?.as_os_str().as_encoded_bytes(),
+                fs_err::read_link(&full)?.as_os_str().as_encoded_bytes(),
             );
         } else {
             use std::os::unix::fs::PermissionsExt;
             let exec = meta.permissions().mode() & 0o111 != 0;
             let bytes =
-                std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?;
+                fs_err::read(&full).with_context(|| format!("reading {}", full.display()))?;
             k.field(
                 &format!("{} {rel}", if exec { "exec" } else { "file" }),
                 bytes,
@@ -135,7 +135,7 @@ pub fn tree_hash(path: &Path) -> Result<String> {
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+    for entry in fs_err::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let path = entry.path();
         let name = entry.file_name();

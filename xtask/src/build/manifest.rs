@@ -50,7 +50,7 @@ const FORMAT: u32 = 2;
 impl Manifest {
     pub fn load(images: &Path) -> Result<Manifest> {
         let path = images.join("manifest.json");
-        let text = std::fs::read_to_string(&path).ok();
+        let text = fs_err::read_to_string(&path).ok();
         // A manifest an older driver wrote describes builds this one will redo.
         let current = text.as_deref().is_some_and(|t| {
             serde_json::from_str::<serde_json::Value>(t)

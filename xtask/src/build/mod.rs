@@ -90,7 +90,7 @@ impl Job<'_> {
         } else {
             self.ws.target.join(folder)
         };
-        std::fs::create_dir_all(&target_dir)
+        fs_err::create_dir_all(&target_dir)
             .with_context(|| format!("creating {}", target_dir.display()))?;
         let vendor = crate::crates::vendored(self.ws, self.cache)?;
         let mut step = self
@@ -153,7 +153,7 @@ pub fn run_logged(cmd: &mut std::process::Command, dir: &Path, what: &str) -> Re
         .status()
         .with_context(|| format!("running {what}"))?;
     if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = fs_err::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(25).collect();
         bail!(
             "{what} failed ({status}); last lines:\n{}\nfull log: {}",
@@ -244,7 +244,7 @@ fn build_one(
             .join(&recipe.name)
             .join(variant.as_str());
         fsx::remove_dir_if_exists(&staging)?;
-        std::fs::create_dir_all(staging.join("out"))
+        fs_err::create_dir_all(staging.join("out"))
             .with_context(|| format!("creating {}", staging.display()))?;
         let job = Job {
             ws,
@@ -318,7 +318,7 @@ fn dispatch(job: &Job) -> Result<()> {
 /// A stored build: its files and their recorded hashes (`sha256`, one line per file in
 /// `files` order), all checked.
 fn reuse(stored: &Path, files: &[&str]) -> Result<Option<Vec<(String, u64)>>> {
-    let Ok(recorded) = std::fs::read_to_string(stored.join("sha256")) else {
+    let Ok(recorded) = fs_err::read_to_string(stored.join("sha256")) else {
         return Ok(None);
     };
     let recorded: Vec<&str> = recorded.lines().map(str::trim).collect();
@@ -346,7 +346,7 @@ fn reuse(stored: &Path, files: &[&str]) -> Result<Option<Vec<(String, u64)>>> {
 fn store(stored: &Path, out: &Path, files: &[&str]) -> Result<Vec<(String, u64)>> {
     let tmp = fsx::partial_path(stored);
     fsx::remove_dir_if_exists(&tmp)?;
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    fs_err::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut found = Vec::new();
     let mut record = String::new();
     for file in files {
@@ -357,14 +357,14 @@ fn store(stored: &Path, out: &Path, files: &[&str]) -> Result<Vec<(String, u64)>
     }
     fsx::write_atomic(&tmp.join("sha256"), record.as_bytes())?;
     fsx::remove_dir_if_exists(stored)?;
-    std::fs::rename(&tmp, stored).with_context(|| format!("storing {}", stored.display()))?;
+    fs_err::rename(&tmp, stored).with_context(|| format!("storing {}", stored.display()))?;
     Ok(found)
 }
 
 /// **Invariant:** no artifact contains the checkout path, the target folder or the home
 /// folder: those would make the bytes depend on who built it where.
 fn check_no_host_paths(ws: &Workspace, out: &Path) -> Result<()> {
-    let bytes = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
+    let bytes = fs_err::read(out).with_context(|| format!("reading {}", out.display()))?;
     // With the slash: a leaked path names something inside the folder, and `/root` alone
     // is a common string.
     let mut needles = vec![
@@ -432,9 +432,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-store-{}", std::process::id()));
         let out = dir.join("out");
         let stored = dir.join("stored");
-        std::fs::create_dir_all(&out).unwrap();
-        std::fs::write(out.join("rootfs"), b"rootfs bytes").unwrap();
-        std::fs::write(out.join("kernel"), b"kernel").unwrap();
+        fs_err::create_dir_all(&out).unwrap();
+        fs_err::write(out.join("rootfs"), b"rootfs bytes").unwrap();
+        fs_err::write(out.join("kernel"), b"kernel").unwrap();
         let files = ["rootfs", "kernel"];
 
         let kept = store(&stored, &out, &files).unwrap();
@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(reuse(&stored, &files).unwrap(), Some(kept.clone()));
         assert_eq!(reuse(&stored, &["rootfs"]).unwrap(), None);
 
-        std::fs::write(stored.join("kernel"), b"altered").unwrap();
+        fs_err::write(stored.join("kernel"), b"altered").unwrap();
         assert_eq!(reuse(&stored, &files).unwrap(), None);
         assert!(!stored.exists(), "an altered stored build is removed");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -31,7 +31,7 @@ pub fn build(job: &Job) -> Result<()> {
     let (with_platform, target, format) = platform(job.variant)?;
     let src = prepared_source(job)?;
     let build = job.staging.join("build");
-    std::fs::create_dir_all(&build)?;
+    fs_err::create_dir_all(&build)?;
     // The prepared source at /src (read-only), the build folder at /build, the recipe at
     // /recipe: fixed paths, mapped to short ones in the objects.
     let maps = "-ffile-prefix-map=/src=/grub -ffile-prefix-map=/build=/build";
@@ -108,7 +108,7 @@ pub fn build(job: &Job) -> Result<()> {
         .args(["-p", "(memdisk)/pvgrub", "-o", "/out/image"])
         .args(&modules);
     super::run_logged(&mut mkimage, &job.staging, "grub-mkimage")?;
-    let bytes = std::fs::read(&image)?;
+    let bytes = fs_err::read(&image)?;
     check_image(&bytes, job.variant)?;
     fsx::write_atomic(&job.output(), &stubdoms_archive::gzip::compress(&bytes)?)?;
     Ok(())
@@ -117,7 +117,7 @@ pub fn build(job: &Job) -> Result<()> {
 /// Words of `modules.txt`, without comments.
 fn read_modules(path: &Path) -> Result<Vec<String>> {
     let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        fs_err::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or(""))
@@ -228,14 +228,14 @@ fn prepare_into(job: &Job, src: &Path) -> Result<()> {
     };
     stubdoms_archive::extract_tarball(&orig, src, &strip)?;
     stubdoms_archive::extract_tarball(&debian, &src.join("debian"), &strip)?;
-    let series = std::fs::read_to_string(src.join("debian/patches/series"))?;
+    let series = fs_err::read_to_string(src.join("debian/patches/series"))?;
     let mut list: Vec<String> = series
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| format!("/src/debian/patches/{l}"))
         .collect();
-    let mut ours: Vec<String> = std::fs::read_dir(job.recipe.dir.join("patches"))?
+    let mut ours: Vec<String> = fs_err::read_dir(job.recipe.dir.join("patches"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "patch"))
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))

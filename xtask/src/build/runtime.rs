@@ -43,7 +43,7 @@ pub fn build(job: &Job) -> Result<()> {
     match job.recipe.kind {
         Kind::Rust => {
             let bin = cargo_image(job, &job.recipe.name)?;
-            std::fs::copy(&bin, &out).with_context(|| format!("copying {}", bin.display()))?;
+            fs_err::copy(&bin, &out).with_context(|| format!("copying {}", bin.display()))?;
         }
         Kind::C => build_c(job, &out)?,
         other => bail!("not a runtime kind: {other}"),
@@ -78,7 +78,7 @@ fn build_c(job: &Job, out: &Path) -> Result<()> {
         .dir
         .strip_prefix(root)
         .context("the recipe folder is outside the checkout")?;
-    let mut sources: Vec<String> = std::fs::read_dir(&job.recipe.dir)
+    let mut sources: Vec<String> = fs_err::read_dir(&job.recipe.dir)
         .with_context(|| format!("reading {}", job.recipe.dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "c"))
