@@ -205,19 +205,9 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Resul
 
 /// Assembles the machine's files into `dir` (which appears whole or not at all).
 pub fn assemble_to(ws: &Workspace, cache: &Cache, epoch: u64, dir: &Path) -> Result<()> {
-    let tmp = fsx::partial_path(dir);
-    fsx::remove_dir_if_exists(&tmp)?;
-    fs_err::create_dir_all(&tmp)?;
     let union = union(ws, cache)?;
-    if let Err(e) = assemble(&union, &tmp, epoch) {
-        let _ = fsx::remove_dir_if_exists(&tmp);
-        return Err(e);
-    }
     // Another process may have finished the same machine meanwhile: same key, same bytes.
-    if dir.is_dir() {
-        fsx::remove_dir_if_exists(dir)?;
-    }
-    fs_err::rename(&tmp, dir).with_context(|| format!("storing {}", dir.display()))
+    fsx::create_dir_atomic(dir, true, |tmp| assemble(&union, tmp, epoch))
 }
 
 fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {

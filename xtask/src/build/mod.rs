@@ -344,20 +344,17 @@ fn reuse(stored: &Path, files: &[&str]) -> Result<Option<Vec<(String, u64)>>> {
 /// Keeps a finished build's files (from the folder `out`) under its build key; the folder
 /// appears whole or not at all.
 fn store(stored: &Path, out: &Path, files: &[&str]) -> Result<Vec<(String, u64)>> {
-    let tmp = fsx::partial_path(stored);
-    fsx::remove_dir_if_exists(&tmp)?;
-    fs_err::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut found = Vec::new();
-    let mut record = String::new();
-    for file in files {
-        let (sha, size) = fsx::sha256_file(&out.join(file))?;
-        fsx::copy_atomic(&out.join(file), &tmp.join(file))?;
-        record += &format!("{sha}\n");
-        found.push((sha, size));
-    }
-    fsx::write_atomic(&tmp.join("sha256"), record.as_bytes())?;
-    fsx::remove_dir_if_exists(stored)?;
-    fs_err::rename(&tmp, stored).with_context(|| format!("storing {}", stored.display()))?;
+    fsx::create_dir_atomic(stored, true, |tmp| {
+        let mut record = String::new();
+        for file in files {
+            let (sha, size) = fsx::sha256_file(&out.join(file))?;
+            fsx::copy_atomic(&out.join(file), &tmp.join(file))?;
+            record += &format!("{sha}\n");
+            found.push((sha, size));
+        }
+        fsx::write_atomic(&tmp.join("sha256"), record.as_bytes())
+    })?;
     Ok(found)
 }
 
