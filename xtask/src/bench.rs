@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::boot;
-use crate::build;
+use crate::builders as build;
 use crate::fsx;
 use crate::recipe;
 use crate::workspace::Workspace;

@@ -399,7 +399,7 @@ impl Step<'_> {
     /// The step on `repro`'s shifted clock, when it asks for one: the root's own
     /// libfaketime, preloaded. Only for C-world tools: rustc hangs under libfaketime.
     pub fn shifted_clock(self) -> Self {
-        match std::env::var(crate::build::CLOCK_SHIFT_ENV) {
+        match std::env::var(crate::builders::CLOCK_SHIFT_ENV) {
             Ok(shift) if !shift.is_empty() => self
                 .env("LD_PRELOAD", FAKETIME)
                 .env("FAKETIME", shift)

@@ -1,4 +1,4 @@
-//! `cargo xtask dist [SET...]`: distribution packages. An image set (`images/NAME.toml`) says
+//! `cargo xtask dist [SET...]`: distribution packages. A distribution set (`images/NAME.toml`) says
 //! which artifacts a package holds and under which names; `dist` writes, per set,
 //! `target/dist/<set>-<version>-<arch>.tar.gz` (deterministic, owner 0:0, installable with
 //! `tar -C / -xzf`), a manifest (every file with its sha256, the pinned inputs behind it with
@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use stubdoms_archive::Tree;
 
-use crate::build::{self, Manifest};
+use crate::builders::{self, Manifest};
 use crate::fsx;
 use crate::recipe;
 use crate::variant::Variant;
@@ -83,7 +83,7 @@ struct DistManifest {
     source_date_epoch: u64,
     files: Vec<DistFile>,
     /// The build environments the set's images were built in (every package, pinned).
-    build_environments: BTreeMap<String, crate::build::manifest::Environment>,
+    build_environments: BTreeMap<String, crate::builders::manifest::Environment>,
 }
 
 #[derive(Serialize)]
@@ -117,10 +117,10 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
         }
     }
     recipe::select(&ws.recipes, &recipes)?;
-    build::run(
+    builders::run(
         ws,
         &recipes,
-        &build::Flags {
+        &builders::Flags {
             variant: None,
             offline: flags.offline,
             fresh: false,
@@ -202,11 +202,11 @@ fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
     }
     for n in names {
         if !sets.iter().any(|(_, s)| &s.name == n) {
-            bail!("no image set `{n}` in images/");
+            bail!("no distribution set `{n}` in images/");
         }
     }
     if sets.is_empty() {
-        bail!("no image set in images/");
+        bail!("no distribution set in images/");
     }
     Ok(sets)
 }

@@ -3,8 +3,8 @@
 
 mod bench;
 mod boot;
-mod build;
 mod buildenv;
+mod builders;
 mod cache;
 mod crates;
 mod dist;
@@ -64,7 +64,7 @@ enum Command {
         /// Recipes to build (default: all).
         names: Vec<String>,
         #[command(flatten)]
-        flags: build::Flags,
+        flags: builders::Flags,
     },
     /// Assemble a build environment (default: the builders') and print where it is, or run a
     /// command in it with the checkout mounted read-only at /work.
@@ -89,9 +89,9 @@ enum Command {
     },
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
-    /// Package image sets (images/*.toml) as tarballs with manifests and SHA256SUMS.
+    /// Package distribution sets (images/*.toml) as tarballs with manifests and SHA256SUMS.
     Dist {
-        /// Image sets to package (default: all).
+        /// Distribution sets to package (default: all).
         sets: Vec<String>,
         #[command(flatten)]
         flags: dist::Flags,
@@ -166,7 +166,7 @@ fn run(command: Command) -> Result<()> {
         Command::Fetch { names, flags } => fetch::run(&ws, &names, &flags),
         Command::Pin(flags) => pin::run(&ws.root, &flags),
         Command::Doctor => doctor::run(),
-        Command::Build { names, flags } => build::run(&ws, &names, &flags).map(|_| ()),
+        Command::Build { names, flags } => builders::run(&ws, &names, &flags).map(|_| ()),
         Command::Env(args) => buildenv::run(&ws, &args),
         Command::Machine { out } => boot::machine::run(&ws, &out),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),

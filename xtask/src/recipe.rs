@@ -211,7 +211,8 @@ pub struct Recipe {
     pub kind: Kind,
     pub licence: String,
     pub dir: PathBuf,
-    pub manifest: PathBuf,
+    /// The recipe file (`stubdom.toml`).
+    pub path: PathBuf,
     pub inputs: Vec<String>,
     pub variants: BTreeMap<Variant, VariantOutput>,
     pub boot_tests: Vec<BootTest>,
@@ -367,7 +368,7 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         kind: raw.kind,
         licence: raw.licence,
         dir: dir.to_path_buf(),
-        manifest: path.to_path_buf(),
+        path: path.to_path_buf(),
         inputs,
         variants,
         boot_tests,
@@ -562,7 +563,7 @@ pub fn load_all(root: &Path) -> Result<Vec<Recipe>> {
                 "{}: recipe name `{}` is already used by {}",
                 rel.display(),
                 recipe.name,
-                other.manifest.display()
+                other.path.display()
             );
         }
         recipes.push(Recipe {

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::Manifest;
+use crate::builders::Manifest;
 use crate::fsx;
 use crate::recipe;
 use crate::ui;
@@ -121,7 +121,7 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
             let mut cmd = Command::new(&me);
             cmd.args(&args)
                 .current_dir(&root)
-                .env(crate::build::CLOCK_SHIFT_ENV, env.clock)
+                .env(crate::builders::CLOCK_SHIFT_ENV, env.clock)
                 .env("CARGO_TARGET_DIR", &target)
                 .env("TZ", env.tz)
                 .env("LANG", env.lang)

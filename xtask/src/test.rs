@@ -49,7 +49,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
             "--profile",
             "image",
             "--target",
-            crate::build::IMAGE_TARGET,
+            crate::builders::IMAGE_TARGET,
             "--",
             "-D",
             "warnings",

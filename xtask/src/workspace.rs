@@ -49,7 +49,7 @@ impl Workspace {
             for input in &r.inputs {
                 self.lock
                     .resolve(input)
-                    .with_context(|| format!("{}: input `{input}`", r.manifest.display()))?;
+                    .with_context(|| format!("{}: input `{input}`", r.path.display()))?;
             }
         }
         Ok(())

@@ -165,7 +165,7 @@ pub fn blobs(ws: &Workspace) -> Result<Vec<Blob>> {
 pub fn run(ws: &Workspace, out: &Path) -> Result<()> {
     let cache = Cache::open()?;
     crate::fetch::ensure(&cache, &blobs(ws)?, &crate::fetch::Flags { offline: false })?;
-    assemble_to(ws, &cache, crate::build::source_date_epoch()?, out)?;
+    assemble_to(ws, &cache, crate::builders::source_date_epoch()?, out)?;
     println!("{}", out.display());
     Ok(())
 }

@@ -24,7 +24,7 @@ use stubdoms_archive::Tree;
 use self::check::{Checker, Verdict};
 use self::machine::Machine;
 use self::qemu::{Next, Qemu};
-use crate::build;
+use crate::builders as build;
 use crate::cache::Cache;
 use crate::fetch;
 use crate::fsx;

@@ -73,7 +73,7 @@ pub fn build(job: &Job) -> Result<()> {
     let [kernel_name] = job.extra_files else {
         bail!(
             "{}: the ioemu variant installs the rootfs as `file` and the kernel as its one `extra-files` entry",
-            job.recipe.manifest.display()
+            job.recipe.path.display()
         );
     };
     Debs::check_same_as(job)?;
@@ -185,7 +185,7 @@ impl Debs {
                 if pin.version != env.version {
                     bail!(
                         "{}: the rootfs ships {} {}, but QEMU is compiled in {} against {}: run `cargo xtask pin` so both come from the same archive state",
-                        job.recipe.manifest.display(),
+                        job.recipe.path.display(),
                         d.name,
                         pin.version,
                         job.root.name,

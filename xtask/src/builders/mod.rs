@@ -130,7 +130,7 @@ impl Job<'_> {
         if !self.extra_files.iter().any(|f| f == name) {
             bail!(
                 "{}: variant {} lists no extra file `{name}`",
-                self.recipe.manifest.display(),
+                self.recipe.path.display(),
                 self.variant
             );
         }
