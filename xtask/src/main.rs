@@ -112,7 +112,7 @@ enum Command {
     /// Check the build sandbox in a tiny busybox root (part of `test`).
     #[command(hide = true)]
     SandboxSelftest {
-        /// Work folder (default: target/sandbox-check).
+        /// Work folder (default: a folder in the temporary folder).
         #[arg(long)]
         work: Option<std::path::PathBuf>,
         /// Use this busybox-static .deb instead of the pinned one (no workspace needed, so
@@ -176,7 +176,7 @@ fn run(command: Command) -> Result<()> {
         Command::Dist { sets, flags } => dist::run(&ws, &sets, &flags).map(|_| ()),
         Command::Bench { names, flags } => bench::run(&ws, &names, &flags),
         Command::SandboxSelftest { work, .. } => {
-            let work = work.unwrap_or_else(|| ws.target.join("sandbox-check"));
+            let work = work.unwrap_or_else(|| std::env::temp_dir().join("stubdoms-sandbox-check"));
             ui::step(&format!(
                 "sandbox: this host makes sandboxes as {}",
                 sandbox::probe()?

@@ -512,7 +512,7 @@ pub fn self_test(work: &Path, busybox_deb: &Path) -> Result<SelfTest> {
     Ok(report)
 }
 
-/// Fetches the pinned busybox-static, runs [`self_test`] in `target/sandbox-check` and
+/// Fetches the pinned busybox-static, runs [`self_test`] in a temporary folder and
 /// prints each check; returns how many passed.
 pub fn check(ws: &Workspace) -> Result<usize> {
     ui::step(&format!(
@@ -520,7 +520,12 @@ pub fn check(ws: &Workspace) -> Result<usize> {
         probe()?
     ));
     let deb = test_busybox(ws)?;
-    let report = self_test(&ws.target.join("sandbox-check"), &deb)?;
+    // In the temporary folder: uid 65534 must reach it, and the target folder may be under
+    // a home folder it cannot enter.
+    let work = std::env::temp_dir().join(format!("stubdoms-sandbox-check-{}", std::process::id()));
+    let report = self_test(&work, &deb);
+    let _ = crate::fsx::remove_dir_if_exists(&work);
+    let report = report?;
     print_report(&report);
     Ok(report.passed.len())
 }
