@@ -131,9 +131,14 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
             }
             // The child inherits the umask; put ours back once it is started.
             let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(env.umask));
-            let status = cmd.status();
+            let child = cmd.spawn();
             rustix::process::umask(old);
-            let status = status.context("running xtask")?;
+            // The builds run quiet: say that they are alive.
+            let _alive = ui::heartbeat(&format!("repro: xtask {} in {}", args[0], env.dir), None);
+            let status = child
+                .context("running xtask")?
+                .wait()
+                .context("waiting for xtask")?;
             if !status.success() {
                 bail!(
                     "repro: `xtask {}` failed in {}",

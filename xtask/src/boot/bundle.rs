@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use stubdoms_archive::Tree;
 
-use super::Scenario;
+use super::{marker, Scenario};
 use crate::fsx;
 
 /// Adds one scenario to the bundle tree and returns its `list` line.
@@ -110,7 +110,8 @@ fn run_script(s: &Scenario) -> String {
     let (check_start, check_running, check_wait) = if s.dom0_check.is_some() {
         (
             format!(
-                "( DOMID=$domid NAME={name} ./dom0-check 2>&1 | awk '{{ print \"@@C \" $0; fflush() }}' ) &\nk=$!\n"
+                "( DOMID=$domid NAME={name} ./dom0-check 2>&1 | awk '{{ print \"{check}\" $0; fflush() }}' ) &\nk=$!\n",
+                check = marker::CHECK,
             ),
             "  kill -0 $k 2>/dev/null || break\n",
             "wait $k\n",
@@ -139,10 +140,10 @@ while [ -z "$domid" ]; do
 done
 if [ -z "$domid" ]; then
   wait $c
-  echo "@@STUBDOMS create-failed"
+  {create_failed}
 {cleanup}  exit 1
 fi
-echo "@@STUBDOMS domid $domid"
+{domid}
 {check_start}state=
 while :; do
   state=$(timeout 10 xl list {name} 2>/dev/null | awk 'NR==2 {{print $5}}')
@@ -152,9 +153,9 @@ while :; do
   [ -z "$state" ] && ! xenstore-exists /local/domain/$domid 2>/dev/null && break
 {check_running}  sleep 1
 done
-{check_wait}echo "@@STUBDOMS state $state"
+{check_wait}{state}
 for k in {keys}; do
-  echo "@@STUBDOMS xenstore $k=$(xenstore-read /local/domain/$domid/$k 2>&1)"
+  {xenstore}
 done
 timeout 30 xl destroy {name} 2>/dev/null
 wait $c
@@ -162,6 +163,10 @@ wait $c
 "#,
         id = s.id,
         keys = keys.join(" "),
+        create_failed = marker::echo("create-failed"),
+        domid = marker::echo("domid $domid"),
+        state = marker::echo("state $state"),
+        xenstore = marker::echo("xenstore $k=$(xenstore-read /local/domain/$domid/$k 2>&1)"),
     )
 }
 

@@ -9,7 +9,10 @@ mod check;
 mod disk;
 mod elf;
 pub mod machine;
+mod marker;
 mod qemu;
+mod report;
+mod sources;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -18,12 +21,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 use stubdoms_archive::Tree;
 
 use self::check::{Checker, Verdict};
 use self::machine::Machine;
+use self::marker::{Event, Line};
 use self::qemu::{Next, Qemu};
+pub use self::report::Outcome;
+use self::report::{finish, Tail};
+use self::sources::{artifact_refs, default_kernel, source};
 use crate::builders as build;
 use crate::cache::Cache;
 use crate::fetch;
@@ -77,22 +83,6 @@ impl Scenario {
     fn domain_name(&self) -> String {
         format!("{}-{}", self.test.recipe, self.test.name)
     }
-}
-
-/// The result of one scenario, as printed and as written to target/boot/results.json.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Outcome {
-    pub id: String,
-    pub variant: Variant,
-    pub passed: bool,
-    /// Seconds from the guest's creation (or QEMU's start, for dom0 scenarios) to the last
-    /// expected console line.
-    pub secs_to_last_line: Option<f64>,
-    /// Seconds from QEMU's start to dom0 ready (xl scenarios).
-    pub dom0_ready_secs: Option<f64>,
-    pub log: PathBuf,
-    pub failure: Option<String>,
 }
 
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcome>> {
@@ -201,149 +191,6 @@ fn collect(ws: &Workspace, names: &[String], variant: Option<Variant>) -> Result
         }
     }
     Ok(tests)
-}
-
-/// Recipes whose images a test boots or puts on a disk.
-fn artifact_refs(t: &BootTest) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut refer = |src: &str| {
-        if src == "artifact" {
-            out.push(t.recipe.clone());
-        } else if let Some(name) = src.strip_prefix("artifact:") {
-            out.push(name.split('/').next().unwrap_or(name).to_string());
-        }
-    };
-    if let Some(k) = default_kernel(t) {
-        refer(k);
-    }
-    if let Some(r) = &t.ramdisk {
-        refer(r);
-    }
-    for src in t.xl_files.values() {
-        refer(src);
-    }
-    for d in &t.disks {
-        for src in d.files.values() {
-            refer(src);
-        }
-    }
-    out
-}
-
-/// The scenario's kernel source: its own, else the image under test; none for an HVM guest
-/// (it boots its firmware).
-fn default_kernel(t: &BootTest) -> Option<&str> {
-    match (&t.kernel, t.guest_type) {
-        (Some(k), _) => Some(k),
-        (None, Some(recipe::GuestType::Hvm)) => None,
-        (None, _) => Some("artifact"),
-    }
-}
-
-/// Turns a file source of a scenario into a host path. The forms:
-/// `artifact` (this recipe's image for the scenario's variant), `artifact:NAME`,
-/// `artifact:NAME/FILE` (one of the files a recipe's variant installs),
-/// `machine:guest-kernel` / `machine:guest-initrd` (the Debian kernel and a tiny busybox
-/// initramfs), `deb:PACKAGE:/path` (a file from a pinned package; `*` allowed in the last
-/// component), or a path relative to the recipe folder.
-fn source(ws: &Workspace, cache: &Cache, m: &Machine, t: &BootTest, src: &str) -> Result<PathBuf> {
-    let image = |name: &str| -> Result<PathBuf> {
-        let (recipe, file) = match name.split_once('/') {
-            Some((r, f)) => (r, Some(f)),
-            None => (name, None),
-        };
-        let r = ws
-            .recipes
-            .iter()
-            .find(|r| r.name == recipe)
-            .with_context(|| format!("no recipe named `{recipe}`"))?;
-        let out = r
-            .output(t.variant)
-            .with_context(|| format!("recipe `{recipe}` does not build {}", t.variant))?;
-        let file = match file {
-            None => out.file.as_str(),
-            Some(f) if out.files().any(|o| o == f) => f,
-            Some(f) => bail!(
-                "`{src}`: recipe `{recipe}` installs no `{f}` for {} (it installs {})",
-                t.variant,
-                out.files().collect::<Vec<_>>().join(", ")
-            ),
-        };
-        Ok(ws.target.join("images").join(t.variant.as_str()).join(file))
-    };
-    if src == "artifact" {
-        return image(&t.recipe);
-    }
-    if let Some(name) = src.strip_prefix("artifact:") {
-        return image(name);
-    }
-    match src {
-        "machine:guest-kernel" => return Ok(m.guest_kernel.clone()),
-        "machine:guest-initrd" => return Ok(m.guest_initrd.clone()),
-        _ => {}
-    }
-    if let Some(rest) = src.strip_prefix("deb:") {
-        let (pkg, path) = rest
-            .split_once(":/")
-            .with_context(|| format!("`{src}`: expected deb:PACKAGE:/path"))?;
-        let crate::lock::Resolved::Debs(debs) = ws.lock.resolve(pkg)? else {
-            bail!("`{src}`: {pkg} is not a binary package");
-        };
-        fetch::ensure(
-            cache,
-            &debs.iter().map(|d| d.blob()).collect::<Result<Vec<_>>>()?,
-            &fetch::Flags { offline: false },
-        )?;
-        for d in debs {
-            let root = cache.unpacked_deb(&d.blob()?)?;
-            if let Some(found) = glob_one(&root, path)? {
-                return Ok(found);
-            }
-        }
-        bail!("`{src}`: no such file in {pkg}");
-    }
-    let dir = ws
-        .recipes
-        .iter()
-        .find(|r| r.name == t.recipe)
-        .map_or_else(|| ws.root.join("ci/x86_64"), |r| r.dir.clone());
-    let p = dir.join(src);
-    if !p.is_file() {
-        bail!(
-            "{}/{}: file `{src}` not found in {}",
-            t.recipe,
-            t.name,
-            dir.display()
-        );
-    }
-    Ok(p)
-}
-
-/// `dir/path` where the last component may hold one `*`.
-fn glob_one(root: &Path, path: &str) -> Result<Option<PathBuf>> {
-    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let dir = root.join(parent);
-    let Some((pre, post)) = name.split_once('*') else {
-        let p = dir.join(name);
-        return Ok(p.is_file().then_some(p));
-    };
-    let Ok(entries) = fs_err::read_dir(&dir) else {
-        return Ok(None);
-    };
-    let mut hits: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.len() >= pre.len() + post.len() && n.starts_with(pre) && n.ends_with(post)
-        })
-        .map(|e| e.path())
-        .collect();
-    hits.sort();
-    match hits.len() {
-        0 => Ok(None),
-        1 => Ok(hits.pop()),
-        _ => bail!("`{path}` matches several files: {hits:?}"),
-    }
 }
 
 fn resolve(
@@ -611,31 +458,44 @@ fn run_batch(
             }
         };
         tail.push(&line);
-        let Some(marker) = line.split_once("@@STUBDOMS ").map(|(_, m)| m.to_string()) else {
-            if let (Some(r), Some(g)) = (current.as_mut(), line.strip_prefix("@@G ")) {
-                r.checker.feed(g, r.started.elapsed());
-                r.tail.push(g);
-            } else if let (Some(r), Some(c)) = (current.as_mut(), line.strip_prefix("@@C ")) {
-                r.dom0.feed(c, r.started.elapsed());
-                r.tail.push(&format!("dom0-check: {c}"));
-            } else if let Some((r, g)) = current
-                .as_mut()
-                .and_then(|r| r.debug_prefix.clone().map(|p| (r, p)))
-                .and_then(|(r, p)| line.strip_prefix(p.as_str()).map(|g| (r, g.to_string())))
-            {
-                // Xen prints what the guest writes to its debug port (hvmloader, SeaBIOS)
-                // as `(dN) text` on its own console: part of the guest's console.
-                r.checker.feed(&g, r.started.elapsed());
-                r.tail.push(&g);
-            } else if let Some(r) = current.as_mut() {
-                r.tail.push(&line);
+        let event = match marker::parse(&line) {
+            Line::Event(e) => e,
+            Line::Guest(g) => {
+                if let Some(r) = current.as_mut() {
+                    r.checker.feed(g, r.started.elapsed());
+                    r.tail.push(g);
+                }
+                continue;
             }
-            continue;
+            Line::Check(c) => {
+                if let Some(r) = current.as_mut() {
+                    r.dom0.feed(c, r.started.elapsed());
+                    r.tail.push(&format!("dom0-check: {c}"));
+                }
+                continue;
+            }
+            Line::Other(other) => {
+                if let Some(r) = current.as_mut() {
+                    // Xen prints what the guest writes to its debug port (hvmloader,
+                    // SeaBIOS) as `(dN) text` on its own console: part of the guest's.
+                    match r
+                        .debug_prefix
+                        .as_deref()
+                        .and_then(|p| other.strip_prefix(p))
+                    {
+                        Some(g) => {
+                            r.checker.feed(g, r.started.elapsed());
+                            r.tail.push(g);
+                        }
+                        None => r.tail.push(other),
+                    }
+                }
+                continue;
+            }
         };
-        let mut words = marker.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("dom0-ready"), _) => dom0_ready = Some(q.started.elapsed().as_secs_f64()),
-            (Some("scenario-begin"), Some(name)) => {
+        match event {
+            Event::Dom0Ready => dom0_ready = Some(q.started.elapsed().as_secs_f64()),
+            Event::Begin(name) => {
                 let s = *by_dir
                     .get(name)
                     .with_context(|| format!("dom0 ran an unknown scenario {name}"))?;
@@ -653,40 +513,39 @@ fn run_batch(
                 });
                 deadline = Instant::now() + Duration::from_secs(s.test.timeout) + SLACK;
             }
-            (Some("domid"), Some(id)) => {
+            Event::Domid(id) => {
                 if let Some(r) = current.as_mut() {
                     r.debug_prefix = Some(format!("(d{id}) "));
                 }
             }
-            (Some("state"), st) => {
+            Event::State(st) => {
                 if let Some(r) = current.as_mut() {
                     r.state = st.map(str::to_string);
                 }
             }
-            (Some("xenstore"), Some(kv)) => {
-                if let (Some(r), Some((k, _))) = (current.as_mut(), kv.split_once('=')) {
-                    let v = marker.split_once('=').map_or("", |(_, v)| v);
-                    r.keys.insert(k.to_string(), v.to_string());
+            Event::Xenstore { key, value } => {
+                if let Some(r) = current.as_mut() {
+                    r.keys.insert(key.to_string(), value.to_string());
                 }
             }
-            (Some("scenario-timeout"), _) => {
+            Event::Timeout => {
                 if let Some(r) = current.as_mut() {
                     r.timed_out = true;
                 }
             }
-            (Some("create-failed"), _) => {
+            Event::CreateFailed => {
                 if let Some(r) = current.as_mut() {
                     r.create_failed = true;
                 }
             }
-            (Some("scenario-end"), _) => {
+            Event::End => {
                 if let Some(r) = current.take() {
                     outcomes.push(r.outcome(&log, dom0_ready));
                 }
                 deadline = Instant::now() + SLACK;
             }
-            (Some("run-end"), _) => deadline = Instant::now() + SLACK,
-            _ => {}
+            Event::RunEnd => deadline = Instant::now() + SLACK,
+            Event::Unknown(_) => {}
         }
     }
     let _ = q.finish(Instant::now() + Duration::from_secs(10));
@@ -762,92 +621,5 @@ impl Running<'_> {
             "",
             extra,
         )
-    }
-}
-
-/// The last 30 console lines.
-#[derive(Default)]
-struct Tail(std::collections::VecDeque<String>);
-
-impl Tail {
-    fn push(&mut self, line: &str) {
-        if self.0.len() == 30 {
-            self.0.pop_front();
-        }
-        self.0.push_back(check::strip_escapes(line));
-    }
-}
-
-fn finish(
-    s: &Scenario,
-    c: &Checker,
-    dom0_ready: Option<f64>,
-    tail: &Tail,
-    log: &Path,
-    ended: &str,
-    extra: Option<String>,
-) -> Outcome {
-    let verdict = c.verdict();
-    let mut failure = match &verdict {
-        Verdict::Pass => None,
-        Verdict::Missing { pattern, .. } => Some(format!(
-            "waiting for /{pattern}/{}",
-            if ended.is_empty() {
-                String::new()
-            } else {
-                format!(" when {ended}")
-            }
-        )),
-        Verdict::Forbidden { pattern, line } => {
-            Some(format!("forbidden /{pattern}/ appeared: {line}"))
-        }
-    };
-    if let Some(e) = extra {
-        failure = Some(match failure {
-            Some(f) => format!("{f}; {e}"),
-            None => e,
-        });
-    }
-    let secs = c.last_expected_at.map(|d| d.as_secs_f64());
-    let passed = match (&s.test.must_fail, &failure) {
-        (None, f) => f.is_none(),
-        (Some(re), Some(f)) => re.is_match(f),
-        (Some(_), None) => false,
-    };
-    if passed && s.test.must_fail.is_some() {
-        println!(
-            "PASS {:<36} {:<11} failed as it must: {}",
-            s.id,
-            s.test.variant.as_str(),
-            failure.as_deref().unwrap_or("")
-        );
-    } else if passed {
-        println!(
-            "PASS {:<36} {:<11} {:>6.1}s to last line",
-            s.id,
-            s.test.variant.as_str(),
-            secs.unwrap_or(0.0)
-        );
-    } else {
-        println!("FAIL {:<36} {}", s.id, s.test.variant.as_str());
-        match (&s.test.must_fail, &failure) {
-            (Some(re), None) => println!("     passed, but must fail with /{}/", re.as_str()),
-            (Some(re), Some(f)) => println!("     {f}\n     (must fail with /{}/)", re.as_str()),
-            (None, f) => println!("     {}", f.as_deref().unwrap_or("")),
-        }
-        println!("     last console lines:");
-        for l in &tail.0 {
-            println!("     | {l}");
-        }
-        println!("     full log: {}", log.display());
-    }
-    Outcome {
-        id: s.id.clone(),
-        variant: s.test.variant,
-        passed,
-        secs_to_last_line: secs,
-        dom0_ready_secs: dom0_ready,
-        log: log.to_path_buf(),
-        failure,
     }
 }

@@ -1,0 +1,114 @@
+//! What a scenario's run came to: the checks' verdicts turned into one outcome, printed as
+//! a PASS/FAIL line (a failure with the line it waited for, the last console lines and the
+//! log path) and written to `target/boot/results.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::check::{self, Checker, Verdict};
+use super::Scenario;
+use crate::variant::Variant;
+
+/// The result of one scenario, as printed and as written to target/boot/results.json.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Outcome {
+    pub id: String,
+    pub variant: Variant,
+    pub passed: bool,
+    /// Seconds from the guest's creation (or QEMU's start, for dom0 scenarios) to the last
+    /// expected console line.
+    pub secs_to_last_line: Option<f64>,
+    /// Seconds from QEMU's start to dom0 ready (xl scenarios).
+    pub dom0_ready_secs: Option<f64>,
+    pub log: PathBuf,
+    pub failure: Option<String>,
+}
+
+/// The last 30 console lines.
+#[derive(Default)]
+pub struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    pub fn push(&mut self, line: &str) {
+        if self.0.len() == 30 {
+            self.0.pop_front();
+        }
+        self.0.push_back(check::strip_escapes(line));
+    }
+}
+
+pub fn finish(
+    s: &Scenario,
+    c: &Checker,
+    dom0_ready: Option<f64>,
+    tail: &Tail,
+    log: &Path,
+    ended: &str,
+    extra: Option<String>,
+) -> Outcome {
+    let verdict = c.verdict();
+    let mut failure = match &verdict {
+        Verdict::Pass => None,
+        Verdict::Missing { pattern, .. } => Some(format!(
+            "waiting for /{pattern}/{}",
+            if ended.is_empty() {
+                String::new()
+            } else {
+                format!(" when {ended}")
+            }
+        )),
+        Verdict::Forbidden { pattern, line } => {
+            Some(format!("forbidden /{pattern}/ appeared: {line}"))
+        }
+    };
+    if let Some(e) = extra {
+        failure = Some(match failure {
+            Some(f) => format!("{f}; {e}"),
+            None => e,
+        });
+    }
+    let secs = c.last_expected_at.map(|d| d.as_secs_f64());
+    let passed = match (&s.test.must_fail, &failure) {
+        (None, f) => f.is_none(),
+        (Some(re), Some(f)) => re.is_match(f),
+        (Some(_), None) => false,
+    };
+    if passed && s.test.must_fail.is_some() {
+        println!(
+            "PASS {:<36} {:<11} failed as it must: {}",
+            s.id,
+            s.test.variant.as_str(),
+            failure.as_deref().unwrap_or("")
+        );
+    } else if passed {
+        println!(
+            "PASS {:<36} {:<11} {:>6.1}s to last line",
+            s.id,
+            s.test.variant.as_str(),
+            secs.unwrap_or(0.0)
+        );
+    } else {
+        println!("FAIL {:<36} {}", s.id, s.test.variant.as_str());
+        match (&s.test.must_fail, &failure) {
+            (Some(re), None) => println!("     passed, but must fail with /{}/", re.as_str()),
+            (Some(re), Some(f)) => println!("     {f}\n     (must fail with /{}/)", re.as_str()),
+            (None, f) => println!("     {}", f.as_deref().unwrap_or("")),
+        }
+        println!("     last console lines:");
+        for l in &tail.0 {
+            println!("     | {l}");
+        }
+        println!("     full log: {}", log.display());
+    }
+    Outcome {
+        id: s.id.clone(),
+        variant: s.test.variant,
+        passed,
+        secs_to_last_line: secs,
+        dom0_ready_secs: dom0_ready,
+        log: log.to_path_buf(),
+        failure,
+    }
+}
