@@ -62,7 +62,7 @@ fn setup() -> Result<Table, GrantError> {
     } else {
         let mut frames = [0u64; FRAMES];
         hypervisor::gnttab_setup(&mut frames).map_err(GrantError::Setup)?;
-        crate::platform::pv_map_grant_frames(&frames).ok_or(GrantError::Map)?
+        crate::arch::map_grant_frames(&frames).ok_or(GrantError::Map)?
     };
     let total = FRAMES as u32 * ENTRIES_PER_FRAME;
     Ok(Table {

@@ -72,7 +72,7 @@ impl Page {
 
     /// The guest frame number to grant (PV: machine frame; PVH: guest physical frame).
     pub fn frame(&self) -> u64 {
-        crate::platform::virt_to_frame(self.ptr.as_ptr() as u64)
+        crate::arch::virt_to_frame(self.ptr.as_ptr() as u64)
     }
 
     pub fn as_slice(&self) -> &[u8] {

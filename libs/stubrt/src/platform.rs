@@ -1,6 +1,6 @@
-//! What boot found out, and the start-of-day sequence shared by the boot protocols.
+//! What boot found out, and the start-of-day sequence every architecture's boot protocols
+//! end in (`arch::<arch>` has the entry points and their memory setup).
 
-use crate::arch::PvMemory;
 use crate::global::Global;
 
 /// How the domain was booted.
@@ -23,223 +23,34 @@ pub struct Info {
 }
 
 static INFO: Global<Option<Info>> = Global::new(None);
-static PV: Global<Option<PvMemory>> = Global::new(None);
 
 /// Facts about the running domain (`None` before boot finished, e.g. in host tests).
 pub fn info() -> Option<Info> {
     INFO.try_lock().and_then(|i| *i)
 }
 
-/// The frame number other domains use for the page at `va`: the machine frame for PV, the
-/// guest physical frame for PVH (virtual = physical there).
-pub fn virt_to_frame(va: u64) -> u64 {
-    if let Some(pv) = PV.try_lock().as_ref().and_then(|p| p.as_ref()) {
-        return pv.pfn_to_mfn(va >> 12).unwrap_or(0);
+/// The start of day after an entry point's own setup: upcalls masked (events are polled),
+/// the boot facts recorded, the heap given its range, then the application's main.
+#[cfg(stubrt_image)]
+pub(crate) fn start(info: Info, heap: (u64, u64)) -> ! {
+    // SAFETY: vcpu_info[0] of the shared page; masking upcalls is what SCHEDOP_poll needs
+    // and keeps Xen from entering a handler we do not have.
+    unsafe {
+        core::ptr::addr_of_mut!((*crate::shared::shared_info()).vcpu_info[0].evtchn_upcall_mask)
+            .write_volatile(1)
+    };
+    if let Some(mut g) = INFO.try_lock() {
+        *g = Some(info);
     }
-    va >> 12
-}
-
-/// Where grant-table frames are mapped for PV: an address range no pfn reaches.
-const PV_GRANT_VA: u64 = 0x80_0000_0000;
-
-/// Maps the grant table's `frames` (as returned by `GNTTABOP_setup_table`, machine frames) for
-/// PV; returns the virtual address of the first. PVH does not use this.
-pub(crate) fn pv_map_grant_frames(frames: &[u64]) -> Option<u64> {
-    let mut guard = PV.try_lock()?;
-    let pv = guard.as_mut()?;
-    for (i, &mfn) in frames.iter().enumerate() {
-        pv.map_frame(PV_GRANT_VA + (i as u64) * 4096, mfn).ok()?;
-    }
-    pv.finish().ok()?;
-    Some(PV_GRANT_VA)
+    // SAFETY: the boot protocol code computed a range of free, mapped pages.
+    unsafe { crate::mm::init_heap(heap.0, heap.1) };
+    // SAFETY: `__stubrt_main` is defined by the application through `entry!`.
+    let code = unsafe { __stubrt_main() };
+    crate::exit(code)
 }
 
 #[cfg(stubrt_image)]
-pub(crate) mod boot {
-    use super::*;
-    use crate::console::{self, Sink};
-    use crate::hypervisor;
-    use xen_abi::hvm::{self, HvmMemmapTableEntry, HvmStartInfo};
-    use xen_abi::memory::E820Entry;
-    use xen_abi::{sif, StartInfo};
-
-    extern "C" {
-        static __stubrt_image_end: u8;
-    }
-
-    extern "Rust" {
-        /// The application's main function, defined by [`crate::entry!`].
-        fn __stubrt_main() -> i32;
-    }
-
-    fn image_end() -> u64 {
-        core::ptr::addr_of!(__stubrt_image_end) as u64
-    }
-
-    /// PV entry, called from `boot.rs` with the `start_info` address.
-    #[no_mangle]
-    extern "C" fn stubrt_pv_main(si: *const StartInfo) -> ! {
-        // SAFETY: Xen passes a valid, mapped start_info page to the PV entry point.
-        let si = unsafe { si.read() };
-        // SAFETY: the shared-info page is reserved for this; nothing uses it yet.
-        let mapped = unsafe {
-            hypervisor::update_va_mapping(crate::shared::page_addr(), si.shared_info >> 12, true)
-        };
-        let dom0 = si.flags & sif::INITDOMAIN != 0;
-        if dom0 {
-            console::init(Sink::Hypervisor);
-        } else {
-            // SAFETY: reading the domU view of the console union, which is what Xen fills for
-            // domains other than dom0.
-            let domu = unsafe { si.console.domu };
-            let va = PvMemory::mfn_to_pfn(domu.mfn) << 12;
-            console::init(Sink::Ring {
-                ring: va as *mut _,
-                evtchn: domu.evtchn,
-            });
-        }
-        if let Err(e) = mapped {
-            crate::println!("stubrt: cannot map shared info: {e}");
-            crate::exit(1);
-        }
-        let store = (!dom0 && si.store_mfn != 0)
-            .then(|| (PvMemory::mfn_to_pfn(si.store_mfn) << 12, si.store_evtchn));
-        // SAFETY: the values come from this domain's start_info.
-        let mut pv = unsafe {
-            PvMemory::new(
-                si.mfn_list,
-                si.nr_pages,
-                si.pt_base,
-                (si.pt_base >> 12) + si.nr_pt_frames,
-            )
-        };
-        let heap = match pv.map_all() {
-            Ok(range) => range,
-            Err(e) => {
-                crate::println!("stubrt: cannot map memory: {e:?}");
-                crate::exit(1);
-            }
-        };
-        if let Some(mut g) = PV.try_lock() {
-            *g = Some(pv);
-        }
-        start(
-            Info {
-                kind: BootKind::Pv,
-                dom0,
-                nr_pages: si.nr_pages,
-                store,
-            },
-            heap,
-        )
-    }
-
-    /// PVH entry, called from `boot.rs` with the physical address of `hvm_start_info`.
-    #[no_mangle]
-    extern "C" fn stubrt_pvh_main(start_info: u64) -> ! {
-        if !crate::arch::pvh_init_hypercall_page() {
-            crate::arch::halt_forever();
-        }
-        // SAFETY: Xen passes the physical address of a valid hvm_start_info, identity-mapped
-        // by the boot code.
-        let si = unsafe { (start_info as *const HvmStartInfo).read() };
-        let dom0 = si.flags & sif::INITDOMAIN != 0;
-        // SAFETY: the shared-info page is reserved for this; nothing uses it yet.
-        let mapped = unsafe {
-            hypervisor::add_to_physmap(
-                xen_abi::memory::mapspace::SHARED_INFO,
-                0,
-                crate::shared::page_addr() >> 12,
-            )
-        };
-        let param = |i| hypervisor::hvm_get_param(i).unwrap_or(0);
-        let below_4g = |pfn: u64| pfn != 0 && pfn < (1 << 20);
-        let (con_pfn, con_evtchn) = (
-            param(hvm::HVM_PARAM_CONSOLE_PFN),
-            param(hvm::HVM_PARAM_CONSOLE_EVTCHN),
-        );
-        if !dom0 && below_4g(con_pfn) {
-            console::init(Sink::Ring {
-                ring: (con_pfn << 12) as *mut _,
-                evtchn: con_evtchn as u32,
-            });
-        } else {
-            console::init(Sink::Hypervisor);
-        }
-        if let Err(e) = mapped {
-            crate::println!("stubrt: cannot map shared info: {e}");
-            crate::exit(1);
-        }
-        let (store_pfn, store_evtchn) = (
-            param(hvm::HVM_PARAM_STORE_PFN),
-            param(hvm::HVM_PARAM_STORE_EVTCHN),
-        );
-        let store =
-            (!dom0 && below_4g(store_pfn)).then_some((store_pfn << 12, store_evtchn as u32));
-
-        // The memory map: from hvm_start_info (version 1 and later), else from Xen
-        // (Xen 4.17 gives a PVH dom0 a version 0 start info).
-        let mut map = [E820Entry::default(); 64];
-        let mut n = 0;
-        if si.version >= 1 && si.memmap_paddr != 0 {
-            n = (si.memmap_entries as usize).min(map.len());
-            for (i, slot) in map[..n].iter_mut().enumerate() {
-                // SAFETY: Xen provides `memmap_entries` entries at `memmap_paddr`, below 4 GiB
-                // (identity-mapped) in practice; `i` is below that count.
-                let e = unsafe {
-                    (si.memmap_paddr as *const HvmMemmapTableEntry)
-                        .add(i)
-                        .read()
-                };
-                *slot = E820Entry {
-                    addr: e.addr,
-                    size: e.size,
-                    kind: e.kind,
-                };
-            }
-        } else if let Ok(got) = hypervisor::memory_map(&mut map) {
-            n = got;
-        }
-        // The largest RAM region above the image and below 4 GiB (the identity map's end).
-        let mut best = (0u64, 0u64);
-        let mut total = 0u64;
-        for e in &map[..n] {
-            let (addr, size, kind) = (e.addr, e.size, e.kind);
-            if kind != hvm::HVM_MEMMAP_TYPE_RAM {
-                continue;
-            }
-            total += size / 4096;
-            let start = addr.max(image_end()).next_multiple_of(4096);
-            let end = addr.saturating_add(size).min(1 << 32) & !0xfff;
-            if end > start && end - start > best.1 - best.0 {
-                best = (start, end);
-            }
-        }
-        start(
-            Info {
-                kind: BootKind::Pvh,
-                dom0,
-                nr_pages: total,
-                store,
-            },
-            best,
-        )
-    }
-
-    fn start(info: Info, heap: (u64, u64)) -> ! {
-        // SAFETY: vcpu_info[0] of the shared page; masking upcalls is what SCHEDOP_poll needs
-        // and keeps Xen from entering a handler we do not have.
-        unsafe {
-            core::ptr::addr_of_mut!((*crate::shared::shared_info()).vcpu_info[0].evtchn_upcall_mask)
-                .write_volatile(1)
-        };
-        if let Some(mut g) = INFO.try_lock() {
-            *g = Some(info);
-        }
-        // SAFETY: the boot protocol code computed a range of free, mapped pages.
-        unsafe { crate::mm::init_heap(heap.0, heap.1) };
-        // SAFETY: `__stubrt_main` is defined by the application through `entry!`.
-        let code = unsafe { __stubrt_main() };
-        crate::exit(code)
-    }
+extern "Rust" {
+    /// The application's main function, defined by [`crate::entry!`].
+    fn __stubrt_main() -> i32;
 }

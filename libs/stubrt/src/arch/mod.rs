@@ -1,5 +1,7 @@
 //! Architecture-specific code. Each architecture module defines the same names: `hypercall`,
-//! `rdtsc`, `halt_forever`, the boot entry points and its memory setup.
+//! `rdtsc`, `halt_forever`, `virt_to_frame` (the frame other domains use for a page),
+//! `map_grant_frames` (where the grant table's frames go), the boot entry points and their
+//! memory setup (which end in `platform::start`). Nothing above `arch/` is per-architecture.
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

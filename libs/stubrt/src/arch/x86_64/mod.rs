@@ -3,10 +3,42 @@
 #[cfg(stubrt_image)]
 mod boot;
 #[cfg(stubrt_image)]
+mod entry;
+#[cfg(stubrt_image)]
 mod libc;
 mod pv;
 
 pub use pv::PvMemory;
+
+use crate::global::Global;
+
+/// A PV domain's memory (its pfn-to-mfn list and page tables), once boot set it up; none
+/// for PVH.
+static PV: Global<Option<PvMemory>> = Global::new(None);
+
+/// The frame number other domains use for the page at `va`: the machine frame for PV, the
+/// guest physical frame for PVH (virtual = physical there).
+pub fn virt_to_frame(va: u64) -> u64 {
+    if let Some(pv) = PV.try_lock().as_ref().and_then(|p| p.as_ref()) {
+        return pv.pfn_to_mfn(va >> 12).unwrap_or(0);
+    }
+    va >> 12
+}
+
+/// Where grant-table frames are mapped for PV: an address range no pfn reaches.
+const PV_GRANT_VA: u64 = 0x80_0000_0000;
+
+/// Maps the grant table's `frames` (as returned by `GNTTABOP_setup_table`, machine frames) for
+/// PV; returns the virtual address of the first. PVH does not use this.
+pub(crate) fn map_grant_frames(frames: &[u64]) -> Option<u64> {
+    let mut guard = PV.try_lock()?;
+    let pv = guard.as_mut()?;
+    for (i, &mfn) in frames.iter().enumerate() {
+        pv.map_frame(PV_GRANT_VA + (i as u64) * 4096, mfn).ok()?;
+    }
+    pv.finish().ok()?;
+    Some(PV_GRANT_VA)
+}
 
 /// Size of the boot stack, which is also the only stack.
 pub const STACK_SIZE: usize = 64 * 1024;
