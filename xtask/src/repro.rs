@@ -90,6 +90,11 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
     let base = ws.target.join("repro");
     fsx::remove_dir_if_exists(&base)?;
     let me = std::env::current_exe().context("finding the xtask binary")?;
+    // Both copies first: the checkout may change while the first build runs, and the two
+    // builds must start from the same tree.
+    for env in &ENVS {
+        workspace::copy_to(&ws.root, &base.join(env.dir))?;
+    }
     let mut outs = Vec::new();
     for env in &ENVS {
         let root = base.join(env.dir);
@@ -110,7 +115,6 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
                 ""
             }
         ));
-        workspace::copy_to(&ws.root, &root)?;
         let target = root.join("target");
         let mut build_args = vec!["build".to_string(), "--fresh".into(), "--quiet".into()];
         build_args.extend(selected.iter().cloned());
