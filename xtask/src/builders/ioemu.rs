@@ -124,14 +124,10 @@ fn part(
     for (i, part) in key.iter().enumerate() {
         k.field(&i.to_string(), part);
     }
-    let dir = job
-        .cache
-        .root()
-        .join("parts")
-        .join(format!("ioemu-{name}-{}", k.finish()));
-    let stored = dir.join(name);
+    let folder = format!("ioemu-{name}-{}", k.finish());
+    let stored = job.cache.root().join("parts").join(&folder).join(name);
     if !job.fresh && stored.is_file() {
-        crate::ui::step(&format!("ioemu: {name} up to date ({})", dir.display()));
+        crate::ui::step(&format!("ioemu: {name} up to date ({folder})"));
         return Ok(stored);
     }
     let started = std::time::Instant::now();
@@ -140,14 +136,9 @@ fn part(
         "ioemu: {name} built in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
-    job.cache.stored(
-        "parts",
-        dir.file_name()
-            .and_then(|n| n.to_str())
-            .context("part folder")?,
-        true,
-        |tmp| fsx::copy_atomic(&built, &tmp.join(name)),
-    )?;
+    job.cache.stored("parts", &folder, true, |tmp| {
+        fsx::copy_atomic(&built, &tmp.join(name))
+    })?;
     Ok(stored)
 }
 
