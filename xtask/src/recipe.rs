@@ -171,6 +171,10 @@ pub struct Disk {
     pub table: PartitionTable,
     #[serde(default)]
     pub fs: FileSystem,
+    /// The file system's UUID, for configurations that find it by UUID as installers
+    /// write them (`search --fs-uuid`, `root=UUID=`); mke2fs picks one at random otherwise.
+    #[serde(default)]
+    pub fs_uuid: Option<FsUuid>,
     /// Path in the disk's file system -> source (see `boot::disk` for the forms).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
@@ -178,6 +182,34 @@ pub struct Disk {
     /// `boot::disk::boot_sector`); the 55 AA signature is added.
     #[serde(default)]
     pub boot_sector: Option<String>,
+}
+
+/// A UUID in its usual 8-4-4-4-12 hexadecimal form, checked when the recipe is read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FsUuid(String);
+
+impl FsUuid {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for FsUuid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let groups: Vec<&str> = s.split('-').collect();
+        let shape = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
+        if !shape
+            || !groups
+                .iter()
+                .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is not a UUID: write it as 8-4-4-4-12 hexadecimal digits, such as 5d0c2f6e-8a3b-4c1d-9e7f-0123456789ab"
+            )));
+        }
+        Ok(FsUuid(s.to_ascii_lowercase()))
+    }
 }
 
 fn default_disk_size() -> u32 {
@@ -625,6 +657,20 @@ timeout = 30
         assert_eq!(r.boot_tests[0].forbid.len(), 3);
     }
 
+    #[test]
+    fn disk_uuids_are_read_in_lower_case() {
+        let src = GOOD.replace(
+            "timeout = 30",
+            "timeout = 30\ndisks = [{ vdev = \"xvda\", fs-uuid = \"5D0C2F6E-8A3B-4C1D-9E7F-0123456789AB\" }]",
+        );
+        let r = check(&src).unwrap();
+        let uuid = r.boot_tests[0].disks[0]
+            .fs_uuid
+            .as_ref()
+            .map(FsUuid::as_str);
+        assert_eq!(uuid, Some("5d0c2f6e-8a3b-4c1d-9e7f-0123456789ab"));
+    }
+
     /// Each bad recipe and the start of the message it must give (file:line:column first).
     #[test]
     fn bad_recipes_name_file_line_and_column() {
@@ -678,6 +724,11 @@ timeout = 30
                 "expect = [\"^hello\"]",
                 "expect = []",
                 "stubdoms/demo/stubdom.toml:12:8: boot-test `greets` expects no console line",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\ndisks = [{ vdev = \"xvda\", fs-uuid = \"5d0c2f6e-8a3b\" }]",
+                "stubdoms/demo/stubdom.toml:16:37: `5d0c2f6e-8a3b` is not a UUID",
             ),
         ];
         for (from, to, want) in cases {

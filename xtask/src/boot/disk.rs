@@ -53,9 +53,9 @@ fn image(
     let fs_img = work.join("fs.img");
     match disk.fs {
         FileSystem::None => {
-            if !files.is_empty() {
+            if !files.is_empty() || disk.fs_uuid.is_some() {
                 bail!(
-                    "disk {}: `files` needs a file system (fs = \"ext2\" or \"ext4\")",
+                    "disk {}: `files` and `fs-uuid` need a file system (fs = \"ext2\" or \"ext4\")",
                     disk.vdev
                 );
             }
@@ -88,8 +88,9 @@ fn image(
                     "root_owner=0:0",
                     "-L",
                     "stubdoms",
-                    "-d",
                 ])
+                .args(disk.fs_uuid.iter().flat_map(|u| ["-U", u.as_str()]))
+                .arg("-d")
                 .arg(tools.inside(&root)?)
                 .arg(tools.inside(&fs_img)?)
                 .arg(format!("{}k", fs_size >> 10)))
