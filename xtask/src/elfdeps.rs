@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use stubdoms_archive::Tree;
 
+/// The top-level folders that merged-/usr systems keep under /usr.
+pub const MERGED: &[&str] = &["bin", "sbin", "lib", "lib64"];
+
 /// Where the dynamic linker looks, in order.
 const LIB_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
@@ -70,6 +73,17 @@ impl Union {
         })
     }
 
+    /// Where `path` is in the union: itself, or on a merged-/usr system (Debian 13 ships
+    /// /bin, /sbin, /lib and /lib64 as links into /usr) the same path under /usr.
+    pub fn locate(&self, path: &str) -> Option<String> {
+        if self.find(path).is_some() {
+            return Some(path.to_string());
+        }
+        let merged = MERGED.iter().any(|d| path.starts_with(&format!("/{d}/")));
+        let usr = format!("/usr{path}");
+        (merged && self.find(&usr).is_some()).then_some(usr)
+    }
+
     /// `path`, the symlinks it goes through and the libraries it needs, recursively.
     pub fn closure(&self, path: &str, out: &mut BTreeSet<String>) -> Result<()> {
         let mut seen = BTreeSet::new();
@@ -90,8 +104,7 @@ impl Union {
             for so in needed {
                 let found = LIB_DIRS
                     .iter()
-                    .map(|d| format!("{d}/{so}"))
-                    .find(|p| self.find(p).is_some())
+                    .find_map(|d| self.locate(&format!("{d}/{so}")))
                     .with_context(|| format!("{so} (needed by {real}) is in none of the packages: add its package to inputs.lock and to the list of packages that uses it"))?;
                 queue.push(found);
             }
@@ -103,6 +116,9 @@ impl Union {
     pub fn follow(&self, path: &str, out: &mut BTreeSet<String>) -> Result<String> {
         let mut p = path.to_string();
         for _ in 0..16 {
+            p = self
+                .locate(&p)
+                .with_context(|| format!("{p} is in none of the packages"))?;
             let (_, host) = self
                 .find(&p)
                 .with_context(|| format!("{p} is in none of the packages"))?;

@@ -69,8 +69,10 @@ enum Command {
     /// Assemble a build environment (default: the builders') and print where it is, or run a
     /// command in it with the checkout mounted read-only at /work.
     Env(buildenv::Args),
-    /// Assemble the x86_64 boot-test machine (Xen, dom0 kernel and initramfs) into a folder.
+    /// Assemble a boot-test machine (Xen, dom0 kernel and initramfs) into a folder.
     Machine {
+        /// The machine: a file of ci/machines/, such as x86_64-xen4.17.
+        name: String,
         #[arg(long)]
         out: std::path::PathBuf,
     },
@@ -168,7 +170,7 @@ fn run(command: Command) -> Result<()> {
         Command::Doctor => doctor::run(),
         Command::Build { names, flags } => builders::run(&ws, &names, &flags).map(|_| ()),
         Command::Env(args) => buildenv::run(&ws, &args),
-        Command::Machine { out } => boot::machine::run(&ws, &out),
+        Command::Machine { name, out } => boot::machine::run(&ws, &name, &out),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
         Command::BootTest { names, flags } => boot::run(&ws, &names, &flags).map(|_| ()),
         Command::Test => test::run(&ws),

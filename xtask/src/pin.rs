@@ -40,9 +40,11 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
         .with_context(|| format!("reading {}", lock_path.display()))?;
     let lock = Lock::parse(&text)?;
     let mirrors = Mirrors::discover()?;
-    let apt = Apt::new(cache_root.join("apt-pin"), &mirrors)?;
-    ui::step("apt update (private state)");
-    apt.update()?;
+    let mut apts = Apts {
+        root: cache_root.join("apt-pin"),
+        mirrors: &mirrors,
+        by_release: BTreeMap::new(),
+    };
 
     // When this run pins, for entries whose pin moves (or that have no `snapshot` yet).
     let now = crate::mirror::snapshot_timestamp(std::time::SystemTime::now());
@@ -57,6 +59,7 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
     let mut pinned_requests = Vec::new();
     for req in &requests {
         ui::step(&format!("resolve {}", req.id()));
+        let apt = apts.for_suite(req.suite.as_deref())?;
         let mut set = apt.resolve(&req.name, &req.arch, req.suite.as_deref(), req.closure)?;
         if req.follow {
             for dep in apt.direct_depends(&req.name, &req.arch)? {
@@ -94,6 +97,7 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
             .iter()
             .map(|p| format!("{p}:{}", env.arch))
             .collect();
+        let apt = apts.for_suite(env.suite.as_deref())?;
         let mut set = apt.resolve_targets(&targets, &env.arch, env.suite.as_deref(), true)?;
         set.sort_by(|a, b| a.name.cmp(&b.name));
         set.dedup_by(|a, b| a.name == b.name && a.version == b.version);
@@ -102,6 +106,7 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
     let mut sources = Vec::new();
     for src in &lock.sources {
         ui::step(&format!("resolve source {}", src.name));
+        let apt = apts.for_suite(src.suite.as_deref())?;
         sources.push(apt.source(&src.name, src.suite.as_deref())?);
     }
 
@@ -366,6 +371,35 @@ fn diff(old: &Lock, new: &Lock) -> Vec<String> {
     out
 }
 
+/// The Debian release a suite belongs to (`bookworm-backports` -> `bookworm`); no suite
+/// means the project's default release.
+fn release_of(suite: Option<&str>) -> &str {
+    suite.map_or(RELEASE, |s| s.split('-').next().unwrap_or(s))
+}
+
+/// One private apt state per Debian release that pins come from, made and updated on first
+/// use: resolving a trixie set against bookworm's lists (or both at once) would mix them.
+struct Apts<'m> {
+    root: PathBuf,
+    mirrors: &'m Mirrors,
+    by_release: BTreeMap<String, Apt>,
+}
+
+impl Apts<'_> {
+    fn for_suite(&mut self, suite: Option<&str>) -> Result<&Apt> {
+        let release = release_of(suite).to_string();
+        if !self.by_release.contains_key(&release) {
+            let apt = Apt::new(self.root.join(&release), self.mirrors, &release)?;
+            ui::step(&format!("apt update ({release}, private state)"));
+            apt.update()?;
+            self.by_release.insert(release.clone(), apt);
+        }
+        self.by_release
+            .get(&release)
+            .context("the apt state just made is missing")
+    }
+}
+
 /// A private apt state: its own sources, lists, cache and an empty dpkg status, so
 /// resolution is the same on any Debian machine and never touches the system's state.
 struct Apt {
@@ -381,7 +415,7 @@ struct PinnedSource {
 }
 
 impl Apt {
-    fn new(dir: PathBuf, mirrors: &Mirrors) -> Result<Apt> {
+    fn new(dir: PathBuf, mirrors: &Mirrors, release: &str) -> Result<Apt> {
         for sub in ["lists/partial", "cache/archives/partial", "sources"] {
             fs_err::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
@@ -394,12 +428,12 @@ impl Apt {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "Types: deb deb-src\nURIs: {}\nSuites: {RELEASE} {RELEASE}-updates {RELEASE}-backports\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}\n",
+            "Types: deb deb-src\nURIs: {}\nSuites: {release} {release}-updates {release}-backports\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}\n",
             mirrors.debian
         );
         let _ = writeln!(
             s,
-            "Types: deb deb-src\nURIs: {}\nSuites: {RELEASE}-security\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}",
+            "Types: deb deb-src\nURIs: {}\nSuites: {release}-security\nComponents: main\nArchitectures: amd64 arm64\nSigned-By: {keyring}",
             mirrors.security
         );
         fs_err::write(dir.join("sources/stubdoms.sources"), s)?;

@@ -114,6 +114,10 @@ struct RawBootTest {
     /// For the harness's own tests: the scenario must fail, with a diagnosis matching this.
     #[serde(default)]
     must_fail: Option<Spanned<String>>,
+    /// The test machines (ci/machines/NAME.toml) the scenario runs on, when not every
+    /// machine that runs its variant: say why beside it.
+    #[serde(default)]
+    machines: Vec<Spanned<String>>,
 }
 
 fn default_memory() -> u32 {
@@ -289,6 +293,8 @@ pub struct BootTest {
     pub dom0_expect: Vec<regex::Regex>,
     pub timeout: u64,
     pub must_fail: Option<regex::Regex>,
+    /// (machine name, where the recipe names it): empty for every machine of the variant.
+    pub machines: Vec<(String, String)>,
 }
 
 impl Recipe {
@@ -298,13 +304,17 @@ impl Recipe {
 }
 
 /// Turns a byte span into `file:line:column`.
-struct Locator<'a> {
+pub struct Locator<'a> {
     path: &'a Path,
     src: &'a str,
 }
 
-impl Locator<'_> {
-    fn at(&self, span: Range<usize>) -> String {
+impl<'a> Locator<'a> {
+    pub fn new(path: &'a Path, src: &'a str) -> Self {
+        Locator { path, src }
+    }
+
+    pub fn at(&self, span: Range<usize>) -> String {
         let before = &self.src[..span.start.min(self.src.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -312,16 +322,21 @@ impl Locator<'_> {
     }
 }
 
-/// Parses and validates one `stubdom.toml`.
-pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
-    let raw: RawRecipe = toml::from_str(src).map_err(|e| {
+/// Deserializes a project TOML file, a syntax or shape error named by `file:line:column`.
+pub fn from_toml<T: serde::de::DeserializeOwned>(path: &Path, src: &str) -> Result<T> {
+    toml::from_str(src).map_err(|e| {
         let loc = e.span().map(|s| Locator { path, src }.at(s));
         let msg = e.message().trim_end_matches('\n').to_string();
         anyhow::anyhow!(
             "{}: {msg}",
             loc.unwrap_or_else(|| path.display().to_string())
         )
-    })?;
+    })
+}
+
+/// Parses and validates one `stubdom.toml`.
+pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
+    let raw: RawRecipe = from_toml(path, src)?;
     let loc = Locator { path, src };
     let dir = path.parent().context("recipe path has no folder")?;
 
@@ -522,6 +537,11 @@ fn validate_tests(
             dom0_expect,
             timeout: t.timeout,
             must_fail: t.must_fail.as_ref().map(re).transpose()?,
+            machines: t
+                .machines
+                .iter()
+                .map(|m| (m.get_ref().clone(), loc.at(m.span())))
+                .collect(),
         });
     }
 
@@ -538,14 +558,7 @@ struct RawScenarios {
 /// A file of `[[boot-test]]` tables only, owned by no recipe (the boot machine's self-test):
 /// each must name its `kernel`.
 pub fn parse_scenarios(path: &Path, src: &str, owner: &str) -> Result<Vec<BootTest>> {
-    let raw: RawScenarios = toml::from_str(src).map_err(|e| {
-        let loc = e.span().map(|s| Locator { path, src }.at(s));
-        anyhow::anyhow!(
-            "{}: {}",
-            loc.unwrap_or_else(|| path.display().to_string()),
-            e.message().trim_end()
-        )
-    })?;
+    let raw: RawScenarios = from_toml(path, src)?;
     let loc = Locator { path, src };
     for t in &raw.boot_tests {
         if t.kernel.is_none() {

@@ -87,6 +87,10 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
         .iter()
         .map(|r| r.name.clone())
         .collect();
+    let machine_names: Vec<String> = crate::boot::machines::load_all(ws)?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
     let base = ws.target.join("repro");
     fsx::remove_dir_if_exists(&base)?;
     let me = std::env::current_exe().context("finding the xtask binary")?;
@@ -118,10 +122,16 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
         let target = root.join("target");
         let mut build_args = vec!["build".to_string(), "--fresh".into(), "--quiet".into()];
         build_args.extend(selected.iter().cloned());
-        for args in [
-            build_args,
-            vec!["machine".into(), "--out".into(), "target/machine".into()],
-        ] {
+        let mut steps = vec![build_args];
+        for m in &machine_names {
+            steps.push(vec![
+                "machine".into(),
+                m.clone(),
+                "--out".into(),
+                format!("target/machines/{m}"),
+            ]);
+        }
+        for args in steps {
             let mut cmd = Command::new(&me);
             cmd.args(&args)
                 .current_dir(&root)
@@ -162,17 +172,18 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
             (a.join("images").join(&rel), b.join("images").join(&rel)),
         );
     }
-    for f in [
-        "xen",
-        "vmlinux",
-        "vmlinux.gz",
-        "dom0.cpio.gz",
-        "guest.cpio.gz",
-    ] {
-        files.insert(
-            format!("boot machine/{f}"),
-            (a.join("machine").join(f), b.join("machine").join(f)),
-        );
+    for m in &machine_names {
+        for f in [
+            "xen",
+            "vmlinux",
+            "vmlinux.gz",
+            "dom0.cpio.gz",
+            "dom0-hvm.cpio",
+            "guest.cpio.gz",
+        ] {
+            let rel = Path::new("machines").join(m).join(f);
+            files.insert(format!("machine {m}/{f}"), (a.join(&rel), b.join(&rel)));
+        }
     }
     let mut differ = 0;
     for (name, (x, y)) in &files {

@@ -79,6 +79,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
         &[],
         &crate::boot::Flags {
             variant: None,
+            machine: None,
             keep: false,
             offline: false,
         },

@@ -222,6 +222,7 @@ timeout = 99
 "#;
         let recipe = crate::recipe::parse(Path::new("stubdoms/demo/stubdom.toml"), src).unwrap();
         let s = Scenario {
+            machine: "x86_64-xen4.17".into(),
             id: "demo/hvm".into(),
             test: recipe.boot_tests[0].clone(),
             kernel: None,
@@ -284,6 +285,7 @@ timeout = 5
 "#;
         let recipe = crate::recipe::parse(Path::new("stubdoms/demo/stubdom.toml"), src).unwrap();
         let s = Scenario {
+            machine: "x86_64-xen4.17".into(),
             id: "demo/plain".into(),
             test: recipe.boot_tests[0].clone(),
             kernel: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")),

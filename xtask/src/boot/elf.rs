@@ -52,8 +52,13 @@ pub fn vmlinux_from_bzimage(image: &[u8]) -> Result<Vec<u8>> {
         liblzma::read::XzDecoder::new(payload).read_to_end(&mut out)?;
     } else if payload.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(payload).read_to_end(&mut out)?;
+    } else if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        // One frame, then the 4-byte uncompressed size Linux's build appends.
+        zstd::stream::read::Decoder::new(payload)?
+            .single_frame()
+            .read_to_end(&mut out)?;
     } else {
-        bail!("bzImage payload is neither xz nor gzip");
+        bail!("bzImage payload is neither xz, gzip nor zstd");
     }
     if !out.starts_with(b"\x7fELF") {
         bail!("bzImage payload is not an ELF file");

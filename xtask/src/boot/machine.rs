@@ -1,5 +1,6 @@
-//! The x86_64 test machine: Xen 4.17 and a Debian dom0 kernel with a dom0 initramfs, all
-//! from pinned Debian packages (nothing from the host, so the machine is the same anywhere).
+//! A test machine's files (see `machines.rs` for what a machine is): Xen and a Debian dom0
+//! kernel with a dom0 initramfs, all from the machine's pinned Debian packages (nothing from
+//! the host, so the machine is the same anywhere).
 //! The initramfs is written by the project's own cpio writer; it keeps only the files the
 //! dom0 programs need, found from their ELF headers.
 
@@ -7,10 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use stubdoms_archive::Tree;
 
 use super::elf;
+use super::machines::Spec;
 use crate::cache::Cache;
 use crate::elfdeps::Union;
 use crate::fsx;
@@ -23,22 +25,34 @@ const GUEST_CONSOLE: &str = include_str!("dom0/guest-console");
 /// The tiny Linux guest's /init (self-test and Linux PV scenarios).
 const GUEST_INIT: &str = include_str!("dom0/guest-init");
 
-/// Programs dom0 runs; their libraries are found from their ELF headers.
-const PROGRAMS: &[&str] = &[
-    "/usr/lib/xen-4.17/bin/xl",
-    "/usr/lib/xen-4.17/bin/xenstored",
-    "/usr/lib/xen-4.17/bin/xenconsoled",
-    "/usr/lib/xen-4.17/bin/xenconsole",
-    "/usr/lib/xen-4.17/bin/xen-init-dom0",
-    "/usr/lib/xen-4.17/bin/vchan-socket-proxy",
-    "/usr/bin/xenstore",
-    "/bin/bash",
-    "/usr/bin/flock",
-    "/sbin/losetup",
-    "/bin/busybox",
-    // Loaded at run time by pthread_cancel: without it xl aborts.
-    "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-];
+/// Programs dom0 runs, for Xen release `xen`; their libraries are found from their ELF
+/// headers.
+fn programs(xen: &str) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "xl",
+        "xenstored",
+        "xenconsoled",
+        "xenconsole",
+        "xen-init-dom0",
+        "vchan-socket-proxy",
+    ]
+    .iter()
+    .map(|b| format!("/usr/lib/xen-{xen}/bin/{b}"))
+    .collect();
+    out.extend(
+        [
+            "/usr/bin/xenstore",
+            "/bin/bash",
+            "/usr/bin/flock",
+            "/sbin/losetup",
+            "/bin/busybox",
+            // Loaded at run time by pthread_cancel: without it xl aborts.
+            "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+        ]
+        .map(String::from),
+    );
+    out
+}
 /// Hotplug scripts xl runs for disks and network interfaces.
 const SCRIPTS: &[&str] = &[
     "block",
@@ -70,11 +84,12 @@ const DOM0_MODULES: &[&str] = &[
 
 /// The machine's files, ready to boot.
 pub struct Machine {
+    pub spec: Spec,
     pub xen: PathBuf,
     pub dom0_kernel: PathBuf,
     pub dom0_initrd: PathBuf,
     /// A cpio appended to the dom0 initramfs of batches with HVM guests: Debian's dom0
-    /// QEMU, its libraries and SeaBIOS (see [`HVM_PACKAGES`]).
+    /// QEMU, its libraries, hvmloader and SeaBIOS (see [`hvm_files`]).
     pub dom0_hvm: PathBuf,
     /// The Debian kernel as a guest kernel image, and the tiny guest initramfs.
     pub guest_kernel: PathBuf,
@@ -83,100 +98,59 @@ pub struct Machine {
     pub tools: super::tools::Tools,
 }
 
-/// The pinned packages the machine is made of.
-pub const PACKAGES: &[&str] = &[
-    "xen-hypervisor-4.17-amd64",
-    "linux-image-amd64",
-    "xen-utils-4.17",
-    "xen-utils-common",
-    "xenstore-utils",
-    "busybox-static",
-    "bash",
-    "util-linux",
-    "mount",
-    "libc6",
-    "libgcc-s1",
-    "libtinfo6",
-    "libxencall1",
-    "libxendevicemodel1",
-    "libxenevtchn1",
-    "libxenforeignmemory1",
-    "libxengnttab1",
-    "libxenhypfs1",
-    "libxenmisc4.17",
-    "libxenstore4",
-    "libxentoolcore1",
-    "libxentoollog1",
-    "libyajl2",
-    "liblzma5",
-    "libuuid1",
-    "libzstd1",
-    "zlib1g",
-    "libsmartcols1",
-];
-
-/// What HVM guests need in dom0 beyond [`PACKAGES`]: libxl runs Debian's QEMU in dom0 for
-/// an HVM guest's device model, or, with a stub domain, to serve the stub domain's consoles;
-/// hvmloader gets SeaBIOS from libxl. Then the libraries that QEMU's ELF headers name.
-pub const HVM_PACKAGES: &[&str] = &[
-    "qemu-system-xen",
-    "qemu-system-data",
-    "seabios",
-    "libfdt1",
-    "libglib2.0-0",
-    "libpcre2-8-0",
-    "libffi8",
-    "libpixman-1-0",
-    "libjpeg62-turbo",
-    "libusb-1.0-0",
-    "libudev1",
-    "libspice-server1",
-    "libgstreamer1.0-0",
-    "libgstreamer-plugins-base1.0-0",
-    "liborc-0.4-0",
-    "libopus0",
-    "liblz4-1",
-    "libsasl2-2",
-    "libssl3",
-    "libstdc++6",
-    "libunwind8",
-    "libdw1",
-    "libelf1",
-    "libbz2-1.0",
-];
-/// Programs and files of the HVM addition.
+/// What HVM guests need in dom0: libxl runs Debian's QEMU in dom0 for an HVM guest's
+/// device model, or, with a stub domain, to serve the stub domain's consoles; hvmloader
+/// gets SeaBIOS from libxl. Then the libraries that QEMU's ELF headers name.
 const HVM_PROGRAMS: &[&str] = &["/usr/libexec/xen-qemu-system-i386"];
-const HVM_FILES: &[&str] = &[
-    "/usr/lib/xen-4.17/boot/hvmloader",
-    "/usr/share/seabios/bios-256k.bin",
-    // QEMU reads its keymap even with `-vnc none`.
-    "/usr/share/qemu/keymaps/en-us",
-];
-
-pub fn blobs(ws: &Workspace) -> Result<Vec<Blob>> {
-    let mut out = Vec::new();
-    for p in PACKAGES.iter().chain(HVM_PACKAGES) {
-        out.extend(ws.lock.resolve(p)?.blobs()?);
-    }
-    Ok(out)
+fn hvm_files(xen: &str) -> Vec<String> {
+    vec![
+        format!("/usr/lib/xen-{xen}/boot/hvmloader"),
+        "/usr/share/seabios/bios-256k.bin".into(),
+        // QEMU reads its keymap even with `-vnc none`.
+        "/usr/share/qemu/keymaps/en-us".into(),
+    ]
 }
 
-/// `cargo xtask machine --out DIR`: the machine's files, fetched and assembled into `out`.
-pub fn run(ws: &Workspace, out: &Path) -> Result<()> {
+/// The pinned package files of machine `spec`.
+pub fn blobs(ws: &Workspace, spec: &Spec) -> Result<Vec<Blob>> {
+    ws.lock.env(&spec.packages)?.blobs()
+}
+
+/// `cargo xtask machine NAME --out DIR`: the machine's files, fetched and assembled into `out`.
+pub fn run(ws: &Workspace, name: &str, out: &Path) -> Result<()> {
+    let spec = super::machines::select(super::machines::load_all(ws)?, Some(name))?.remove(0);
     let cache = Cache::open()?;
-    crate::fetch::ensure(&cache, &blobs(ws)?, &crate::fetch::Flags { offline: false })?;
-    assemble_to(ws, &cache, crate::builders::source_date_epoch()?, out)?;
+    crate::fetch::ensure(
+        &cache,
+        &blobs(ws, &spec)?,
+        &crate::fetch::Flags { offline: false },
+    )?;
+    assemble_to(
+        ws,
+        &cache,
+        &spec,
+        crate::builders::source_date_epoch()?,
+        out,
+    )?;
     println!("{}", out.display());
     Ok(())
 }
 
-/// Assembles the machine, or reuses the one stored under the same key.
-pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Result<Machine> {
-    let blobs = blobs(ws)?;
-    let mut k = crate::key::Key::new("stubdoms-machine-x86_64");
+/// Assembles machine `spec`, or reuses the one stored under the same key.
+pub fn get(
+    ws: &Workspace,
+    cache: &Cache,
+    spec: &Spec,
+    epoch: u64,
+    offline: bool,
+) -> Result<Machine> {
+    let blobs = blobs(ws, spec)?;
+    let mut k = crate::key::Key::new("stubdoms-machine");
     k.field("machine.rs", include_str!("machine.rs"))
         .field("elf.rs", include_str!("elf.rs"))
-        .field("elfdeps.rs", include_str!("../elfdeps.rs"));
+        .field("elfdeps.rs", include_str!("../elfdeps.rs"))
+        .field("xen", &spec.xen)
+        .field("arch", &spec.arch);
     for text in [DOM0_INIT, GUEST_CONSOLE, GUEST_INIT] {
         k.field("script", text);
     }
@@ -187,6 +161,7 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Resul
     let key = k.finish();
     let dir = cache.root().join("machines").join(&key);
     let machine = Machine {
+        spec: spec.clone(),
         xen: dir.join("xen"),
         dom0_kernel: dir.join("vmlinux"),
         dom0_initrd: dir.join("dom0.cpio.gz"),
@@ -198,21 +173,33 @@ pub fn x86_64(ws: &Workspace, cache: &Cache, epoch: u64, offline: bool) -> Resul
     if dir.is_dir() {
         return Ok(machine);
     }
-    crate::ui::step("boot machine x86_64: assembling Xen, dom0 kernel and initramfs");
-    assemble_to(ws, cache, epoch, &dir)?;
+    crate::ui::step(&format!(
+        "boot machine {} ({}): assembling Xen, dom0 kernel and initramfs",
+        spec.name, spec.summary
+    ));
+    assemble_to(ws, cache, spec, epoch, &dir)?;
     Ok(machine)
 }
 
 /// Assembles the machine's files into `dir` (which appears whole or not at all).
-pub fn assemble_to(ws: &Workspace, cache: &Cache, epoch: u64, dir: &Path) -> Result<()> {
-    let union = union(ws, cache)?;
+pub fn assemble_to(
+    ws: &Workspace,
+    cache: &Cache,
+    spec: &Spec,
+    epoch: u64,
+    dir: &Path,
+) -> Result<()> {
+    let union = union(ws, cache, spec)?;
     // Another process may have finished the same machine meanwhile: same key, same bytes.
-    fsx::create_dir_atomic(dir, true, |tmp| assemble(&union, tmp, epoch))
+    fsx::create_dir_atomic(dir, true, |tmp| assemble(&union, &spec.xen, tmp, epoch))
 }
 
-fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
+fn assemble(union: &Union, xen_release: &str, out: &Path, epoch: u64) -> Result<()> {
     // Xen: the gzip'd multiboot ELF, decompressed for QEMU's -kernel.
-    let xen_gz = union.file("xen-hypervisor-4.17-amd64", "/boot/xen-4.17-amd64.gz")?;
+    let xen_gz = union.file(
+        &format!("xen-hypervisor-{xen_release}-amd64"),
+        &format!("/boot/xen-{xen_release}-amd64.gz"),
+    )?;
     let mut xen = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&xen_gz)?)
         .read_to_end(&mut xen)
@@ -235,25 +222,26 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     let mut dom0 = Tree::new();
     skeleton(&mut dom0)?;
     let mut wanted = BTreeSet::new();
-    for p in PROGRAMS {
-        union.closure(p, &mut wanted)?;
+    for p in programs(xen_release) {
+        union.closure(&p, &mut wanted)?;
     }
     for s in SCRIPTS {
         wanted.insert(format!("/etc/xen/scripts/{s}"));
     }
     wanted.insert("/etc/xen/xl.conf".to_string());
+    merged_usr_links(&mut dom0, &wanted)?;
     for path in &wanted {
         union.add_to(&mut dom0, path)?;
     }
-    for b in ["xl", "xenstored", "xenconsoled"] {
+    for b in ["xl", "xenstored", "xenconsoled", "xen-init-dom0"] {
         dom0.add_symlink(
             &format!("usr/sbin/{b}"),
-            &format!("../lib/xen-4.17/bin/{b}"),
+            &format!("../lib/xen-{xen_release}/bin/{b}"),
         )?;
     }
     dom0.add_symlink(
         "usr/bin/vchan-socket-proxy",
-        "../lib/xen-4.17/bin/vchan-socket-proxy",
+        &format!("../lib/xen-{xen_release}/bin/vchan-socket-proxy"),
     )?;
     for b in [
         "read", "write", "ls", "list", "rm", "exists", "watch", "chmod",
@@ -262,13 +250,9 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     }
     let order = kernel.modules(DOM0_MODULES)?;
     for m in &order {
-        dom0.add_host_file(
-            &format!("lib/modules/{m}"),
-            kernel.module_dir().join(m),
-            0o644,
-        )?;
+        dom0.add_file(&format!("usr/lib/modules/{m}"), kernel.module(m)?, 0o644)?;
     }
-    dom0.add_file("lib/modules/load.order", order.join("\n") + "\n", 0o644)?;
+    dom0.add_file("usr/lib/modules/load.order", order.join("\n") + "\n", 0o644)?;
     dom0.add_file("init", DOM0_INIT, 0o755)?;
     dom0.add_file("usr/bin/guest-console", GUEST_CONSOLE, 0o755)?;
     write_gz(&dom0, &out.join("dom0.cpio.gz"), epoch)?;
@@ -279,8 +263,8 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     for p in HVM_PROGRAMS {
         union.closure(p, &mut hvm_wanted)?;
     }
-    for f in HVM_FILES {
-        union.follow(f, &mut hvm_wanted)?;
+    for f in hvm_files(xen_release) {
+        union.follow(&f, &mut hvm_wanted)?;
     }
     let mut hvm = Tree::new();
     for path in hvm_wanted.difference(&wanted) {
@@ -295,14 +279,15 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
     let mut guest = Tree::new();
     guest.add_dir("dev", 0o755)?;
     guest.add_char_dev("dev/console", 5, 1, 0o600)?;
-    union.add_to(&mut guest, "/bin/busybox")?;
-    let mut xs = BTreeSet::new();
-    union.closure("/usr/bin/xenstore", &mut xs)?;
-    for p in &xs {
+    let mut guest_files = BTreeSet::new();
+    union.follow("/bin/busybox", &mut guest_files)?;
+    union.closure("/usr/bin/xenstore", &mut guest_files)?;
+    merged_usr_links(&mut guest, &guest_files)?;
+    for p in &guest_files {
         union.add_to(&mut guest, p)?;
     }
     for b in ["read", "write", "ls"] {
-        guest.add_symlink(&format!("bin/xenstore-{b}"), "/usr/bin/xenstore")?;
+        guest.add_symlink(&format!("usr/bin/xenstore-{b}"), "xenstore")?;
     }
     for m in kernel.modules(&["xen-blkfront"])? {
         let name = Path::new(&m)
@@ -310,14 +295,26 @@ fn assemble(union: &Union, out: &Path, epoch: u64) -> Result<()> {
             .context("module name")?
             .to_string_lossy()
             .into_owned();
-        guest.add_host_file(
-            &format!("lib/modules/{name}"),
-            kernel.module_dir().join(&m),
+        guest.add_file(
+            &format!("usr/lib/modules/{name}"),
+            kernel.module(&m)?,
             0o644,
         )?;
     }
     guest.add_file("init", GUEST_INIT, 0o755)?;
     write_gz(&guest, &out.join("guest.cpio.gz"), epoch)?;
+    Ok(())
+}
+
+/// On a merged-/usr machine (Debian 13) /bin, /sbin, /lib and /lib64 are links into /usr:
+/// each of them that none of `paths` has files in becomes one, so `#!/bin/sh` and the
+/// dynamic linker's /lib64 path work whichever layout the packages have.
+fn merged_usr_links(tree: &mut Tree, paths: &BTreeSet<String>) -> Result<()> {
+    for d in crate::elfdeps::MERGED {
+        if !paths.iter().any(|p| p.starts_with(&format!("/{d}/"))) {
+            tree.add_symlink(d, &format!("usr/{d}"))?;
+        }
+    }
     Ok(())
 }
 
@@ -354,15 +351,11 @@ struct Kernel {
 }
 
 /// The machine's packages, unpacked, seen as one file system.
-fn union(ws: &Workspace, cache: &Cache) -> Result<Union> {
+fn union(ws: &Workspace, cache: &Cache, spec: &Spec) -> Result<Union> {
+    let env = ws.lock.env(&spec.packages)?;
     let mut roots = BTreeMap::new();
-    for p in PACKAGES.iter().chain(HVM_PACKAGES) {
-        let crate::lock::Resolved::Debs(debs) = ws.lock.resolve(p)? else {
-            bail!("`{p}` must be a binary package");
-        };
-        for d in debs {
-            roots.insert(d.name.clone(), cache.unpacked_deb(&d.blob()?)?);
-        }
+    for (d, blob) in env.debs.iter().zip(env.blobs()?) {
+        roots.insert(d.name.clone(), cache.unpacked_deb(&blob)?);
     }
     Ok(Union::new(roots))
 }
@@ -382,8 +375,30 @@ fn kernel(union: &Union) -> Result<Kernel> {
 }
 
 impl Kernel {
+    /// /lib/modules/VERSION, or /usr/lib/modules/VERSION on a merged-/usr release.
     fn module_dir(&self) -> PathBuf {
-        self.root.join("lib/modules").join(&self.version)
+        let old = self.root.join("lib/modules").join(&self.version);
+        if old.is_dir() {
+            return old;
+        }
+        self.root.join("usr/lib/modules").join(&self.version)
+    }
+
+    /// The module at `path` (as modules.order names it), uncompressed: Debian 13 ships
+    /// modules xz-compressed, which the dom0's busybox insmod cannot load.
+    fn module(&self, path: &str) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let plain = self.module_dir().join(path);
+        if plain.is_file() {
+            return Ok(fs_err::read(&plain)?);
+        }
+        let xz = self.module_dir().join(format!("{path}.xz"));
+        let packed = fs_err::read(&xz).with_context(|| format!("kernel module {path}"))?;
+        let mut out = Vec::new();
+        liblzma::read::XzDecoder::new(packed.as_slice())
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {}", xz.display()))?;
+        Ok(out)
     }
 
     /// Module paths (relative to the module folder), dependencies first, each once.
@@ -413,8 +428,7 @@ impl Kernel {
             if out.contains(&p) {
                 return Ok(());
             }
-            let bytes = fs_err::read(k.module_dir().join(&p))
-                .with_context(|| format!("reading module {p}"))?;
+            let bytes = k.module(&p)?;
             for dep in elf::module_depends(&bytes)? {
                 visit(k, &dep, path_of, out)?;
             }

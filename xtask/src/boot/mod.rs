@@ -1,14 +1,17 @@
 //! `cargo xtask boot-test`: boot images under a real Xen in QEMU and check their consoles.
 //!
-//! Scenarios come from each recipe's `[[boot-test]]` tables and from the machine's own
-//! self-test (`ci/x86_64/selftest.toml`). `xl` scenarios are batched into at most two dom0
-//! boots that run side by side; `dom0` scenarios boot the image itself as dom0, one QEMU each.
+//! Scenarios come from each recipe's `[[boot-test]]` tables and from the machines' own
+//! self-test (`ci/<arch>/selftest.toml`). Each runs on every test machine (`ci/machines/`)
+//! that boots its variant, unless it names its machines. Per machine, `xl` scenarios are
+//! batched into at most two dom0 boots; `dom0` scenarios boot the image itself as dom0, one
+//! QEMU each; at most two QEMUs run at once.
 
 mod bundle;
 mod check;
 mod disk;
 mod elf;
 pub mod machine;
+pub mod machines;
 mod marker;
 mod qemu;
 mod report;
@@ -38,8 +41,6 @@ use crate::recipe::{self, BootMode, BootTest};
 use crate::variant::Variant;
 use crate::workspace::Workspace;
 
-/// Where the machine's self-test scenarios live.
-const SELFTEST: &str = "ci/x86_64/selftest.toml";
 /// How long dom0 may take to come up under TCG before the run is declared stuck.
 const DOM0_BOOT: Duration = Duration::from_secs(180);
 /// Slack on top of a scenario's own timeout for dom0 to notice and report it.
@@ -52,6 +53,9 @@ pub struct Flags {
     /// Only scenarios of this variant.
     #[arg(long)]
     pub variant: Option<Variant>,
+    /// Only this test machine (a file of ci/machines/, such as x86_64-xen4.20).
+    #[arg(long)]
+    pub machine: Option<String>,
     /// Keep the scenario bundles and disks under target/boot/ after the run.
     #[arg(long)]
     pub keep: bool,
@@ -64,6 +68,8 @@ pub struct Flags {
 pub struct Scenario {
     /// `recipe/test`.
     pub id: String,
+    /// The machine it runs on.
+    pub machine: String,
     pub test: BootTest,
     /// None for an HVM guest that boots its firmware.
     pub kernel: Option<PathBuf>,
@@ -86,12 +92,13 @@ impl Scenario {
 }
 
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcome>> {
-    let tests = collect(ws, names, flags.variant)?;
-    if tests.is_empty() {
+    let specs = machines::select(machines::load_all(ws)?, flags.machine.as_deref())?;
+    let plan = collect(ws, names, flags.variant, &specs)?;
+    if plan.iter().all(|(_, tests)| tests.is_empty()) {
         bail!("no boot test matches");
     }
     let mut needed: Vec<String> = Vec::new();
-    for t in &tests {
+    for t in plan.iter().flat_map(|(_, tests)| tests) {
         for n in artifact_refs(t) {
             if !needed.contains(&n) {
                 needed.push(n);
@@ -110,32 +117,36 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
         )?;
     }
     let cache = Cache::open()?;
-    fetch::ensure(
-        &cache,
-        &machine::blobs(ws)?,
-        &fetch::Flags {
-            offline: flags.offline,
-        },
-    )?;
     let epoch = build::source_date_epoch()?;
-    let machine = machine::x86_64(ws, &cache, epoch, flags.offline)?;
-
     let boot_dir = ws.target.join("boot");
     let work = boot_dir.join("work");
     fsx::remove_dir_if_exists(&work)?;
+    let mut machines = Vec::new();
     let mut scenarios = Vec::new();
-    for t in tests {
-        scenarios.push(resolve(ws, &cache, &machine, t, &work)?);
+    for (spec, tests) in plan.into_iter().filter(|(_, t)| !t.is_empty()) {
+        let fetch_flags = fetch::Flags {
+            offline: flags.offline,
+        };
+        fetch::ensure(&cache, &machine::blobs(ws, &spec)?, &fetch_flags)?;
+        let m = machine::get(ws, &cache, &spec, epoch, flags.offline)?;
+        let mut these = Vec::new();
+        for t in tests {
+            these.push(resolve(ws, &cache, &m, t, &work.join(&spec.name))?);
+        }
+        machines.push(m);
+        scenarios.push(these);
     }
-    let (dom0, domu): (Vec<Scenario>, Vec<Scenario>) = scenarios
-        .into_iter()
-        .partition(|s| s.test.mode == BootMode::Dom0);
-
-    let mut jobs: Vec<Job> = dom0.into_iter().map(|s| Job::Dom0(Box::new(s))).collect();
-    for (i, batch) in batches(domu).into_iter().enumerate() {
-        jobs.push(Job::Batch(i, batch));
+    let mut jobs: Vec<Job> = Vec::new();
+    for (m, these) in machines.iter().zip(scenarios) {
+        let (dom0, domu): (Vec<Scenario>, Vec<Scenario>) = these
+            .into_iter()
+            .partition(|s| s.test.mode == BootMode::Dom0);
+        jobs.extend(dom0.into_iter().map(|s| Job::Dom0(m, Box::new(s))));
+        for (i, batch) in batches(domu).into_iter().enumerate() {
+            jobs.push(Job::Batch(m, i, batch));
+        }
     }
-    let outcomes = run_jobs(&machine, &boot_dir, jobs)?;
+    let outcomes = run_jobs(&boot_dir, jobs)?;
     if !flags.keep {
         fsx::remove_dir_if_exists(&work)?;
     }
@@ -149,7 +160,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
             outcomes.len(),
             failed
                 .iter()
-                .map(|o| o.id.as_str())
+                .map(|o| format!("{} on {}", o.id, o.machine))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -158,21 +169,28 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
     Ok(outcomes)
 }
 
-/// The selected recipes' boot tests, and the self-test when no recipe is named (or when
-/// `selftest` is).
-fn collect(ws: &Workspace, names: &[String], variant: Option<Variant>) -> Result<Vec<BootTest>> {
+/// The selected recipes' boot tests (and the self-test when no recipe is named, or when
+/// `selftest` is), per machine that runs them. A test that names an unknown machine, or
+/// that no machine can run, is an error.
+fn collect(
+    ws: &Workspace,
+    names: &[String],
+    variant: Option<Variant>,
+    specs: &[machines::Spec],
+) -> Result<Vec<(machines::Spec, Vec<BootTest>)>> {
     let want_selftest = names.is_empty() || names.iter().any(|n| n == "selftest");
     let recipe_names: Vec<String> = names.iter().filter(|n| *n != "selftest").cloned().collect();
     let mut tests = Vec::new();
     if want_selftest {
-        let path = ws.root.join(SELFTEST);
-        let src =
-            fs_err::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        tests.extend(recipe::parse_scenarios(
-            Path::new(SELFTEST),
-            &src,
-            "selftest",
-        )?);
+        let mut files: Vec<&Path> = specs.iter().map(|m| m.selftest.as_path()).collect();
+        files.sort();
+        files.dedup();
+        for file in files {
+            let path = ws.root.join(file);
+            let src = fs_err::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            tests.extend(recipe::parse_scenarios(file, &src, "selftest")?);
+        }
     }
     if names.is_empty() || !recipe_names.is_empty() {
         for r in recipe::select(&ws.recipes, &recipe_names)? {
@@ -180,17 +198,37 @@ fn collect(ws: &Workspace, names: &[String], variant: Option<Variant>) -> Result
         }
     }
     tests.retain(|t| variant.is_none_or(|v| v == t.variant));
+    let all = machines::load_all(ws)?;
     for t in &tests {
-        if t.variant.machine() != "x86_64" || t.variant == Variant::X86_32Pv {
+        if let Some((m, at)) = t
+            .machines
+            .iter()
+            .find(|(m, _)| !all.iter().any(|s| &s.name == m))
+        {
             bail!(
-                "boot test {}/{} uses {}: only the x86_64 machine exists yet, and its Xen has no 32-bit PV",
+                "{at}: boot test {}/{} names machine `{m}`, which has no file in {}/",
                 t.recipe,
                 t.name,
-                t.variant
+                machines::DIR
+            );
+        }
+        if !all.iter().any(|m| m.runs(t)) {
+            bail!(
+                "boot test {}/{} uses {}: no test machine runs it (see {}/)",
+                t.recipe,
+                t.name,
+                t.variant,
+                machines::DIR
             );
         }
     }
-    Ok(tests)
+    Ok(specs
+        .iter()
+        .map(|m| {
+            let mine = tests.iter().filter(|t| m.runs(t)).cloned().collect();
+            (m.clone(), mine)
+        })
+        .collect())
 }
 
 fn resolve(
@@ -241,6 +279,7 @@ fn resolve(
     }
     Ok(Scenario {
         id,
+        machine: m.spec.name.clone(),
         test,
         kernel,
         ramdisk,
@@ -267,12 +306,12 @@ fn batches(mut scenarios: Vec<Scenario>) -> Vec<Vec<Scenario>> {
         .collect()
 }
 
-enum Job {
-    Dom0(Box<Scenario>),
-    Batch(usize, Vec<Scenario>),
+enum Job<'m> {
+    Dom0(&'m Machine, Box<Scenario>),
+    Batch(&'m Machine, usize, Vec<Scenario>),
 }
 
-fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
+fn run_jobs(dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
     let queue = std::sync::Mutex::new(jobs.into_iter());
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -280,8 +319,8 @@ fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
             s.spawn(|| {
                 while let Some(job) = queue.lock().ok().and_then(|mut q| q.next()) {
                     let r = match job {
-                        Job::Dom0(sc) => run_dom0(m, dir, &sc).map(|o| vec![o]),
-                        Job::Batch(i, scs) => run_batch(m, dir, i, &scs),
+                        Job::Dom0(m, sc) => run_dom0(m, dir, &sc).map(|o| vec![o]),
+                        Job::Batch(m, i, scs) => run_batch(m, dir, i, &scs),
                     };
                     if let Ok(mut all) = results.lock() {
                         all.push(r);
@@ -294,36 +333,26 @@ fn run_jobs(m: &Machine, dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
     for r in results.into_inner().unwrap_or_default() {
         out.extend(r?);
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| (&a.id, &a.machine).cmp(&(&b.id, &b.machine)));
     Ok(out)
 }
 
-/// Xen options of every boot. `-cpu max` under TCG reports an AMD CPU, for which Xen
-/// switches vector (SSE/AVX) state lazily on #NM; under TCG that loses register state when
-/// a second domain runs (string functions compute wrong results, then xl, busybox and QEMU
-/// crash or hang). Eager switching never takes that path.
-const XEN_COMMON: &str = "loglvl=all guest_loglvl=all spec-ctrl=eager-fpu";
-
-fn qemu_base(tools: &tools::Tools, memory_mib: u32) -> Result<Command> {
-    let mut c = tools.command("qemu-system-x86_64")?;
-    c.args([
-        "-machine",
-        "q35",
-        "-accel",
-        "tcg,thread=multi",
-        "-cpu",
-        "max",
-    ])
-    .args(["-m", &memory_mib.to_string(), "-smp", "1"])
-    .args([
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-monitor",
-        "none",
-        "-no-reboot",
-    ]);
+/// QEMU for machine `m`: its machine type and CPU, one vCPU, the serial port on stdio.
+fn qemu_base(m: &Machine, memory_mib: u32) -> Result<Command> {
+    let mut c = m.tools.command(&format!("qemu-system-{}", m.spec.arch))?;
+    c.args(["-machine", &m.spec.qemu_machine])
+        .args(["-accel", "tcg,thread=multi"])
+        .args(["-cpu", &m.spec.qemu_cpu])
+        .args(["-m", &memory_mib.to_string(), "-smp", "1"])
+        .args([
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ]);
     Ok(c)
 }
 
@@ -340,7 +369,7 @@ fn no_comma(tools: &tools::Tools, p: &Path) -> Result<String> {
 /// Boots the image itself as dom0: a second of boot, no dom0 userland.
 fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
     let pvh = s.test.variant == Variant::X86_64Pvh;
-    let mut cmd = qemu_base(&m.tools, 256)?;
+    let mut cmd = qemu_base(m, 256)?;
     if pvh {
         cmd.args(["-device", "intel-iommu,intremap=on"]);
     }
@@ -348,8 +377,9 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
         .arg(m.tools.inside(&m.xen)?)
         .arg("-append")
         .arg(format!(
-            "console=com1 com1=115200,8n1 dom0_mem={}M {XEN_COMMON}{}",
+            "console=com1 com1=115200,8n1 dom0_mem={}M {}{}",
             s.test.memory,
+            m.spec.xen_cmdline,
             if pvh { " dom0=pvh" } else { "" }
         ));
     let kernel = s
@@ -357,7 +387,7 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
         .as_ref()
         .context("a dom0 scenario needs a kernel")?;
     cmd.arg("-initrd").arg(no_comma(&m.tools, kernel)?);
-    let log = dir.join(format!("{}.log", s.dir_name()));
+    let log = dir.join(format!("{}.{}.log", m.spec.name, s.dir_name()));
     let mut q = Qemu::start(cmd, &log)?;
     let deadline = q.started + Duration::from_secs(s.test.timeout);
     let mut c = Checker::new(&s.test.expect, &s.test.forbid);
@@ -398,7 +428,7 @@ fn run_batch(
         list.push('\n');
     }
     tree.add_file("scenarios/list", list, 0o644)?;
-    let initrd = dir.join(format!("batch{index}.initrd.gz"));
+    let initrd = dir.join(format!("{}.batch{index}.initrd.gz", m.spec.name));
     {
         // Linux unpacks concatenated archives; each must start 4-byte aligned (zero padding
         // between them is skipped). Uncompressed: gunzip under emulation costs dom0 more
@@ -413,19 +443,20 @@ fn run_batch(
         bytes.extend(tree.to_bytes(stubdoms_archive::Format::Cpio, 0)?);
         fsx::write_atomic(&initrd, &bytes)?;
     }
-    let mut cmd = qemu_base(&m.tools, 1024)?;
+    let mut cmd = qemu_base(m, 1024)?;
     cmd.arg("-kernel")
         .arg(m.tools.inside(&m.xen)?)
         .arg("-append")
         .arg(format!(
-            "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M {XEN_COMMON}"
+            "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M {}",
+            m.spec.xen_cmdline
         ));
     cmd.arg("-initrd").arg(format!(
         "{} console=hvc0 earlyprintk=xen,{}",
         no_comma(&m.tools, &m.dom0_kernel)?,
         no_comma(&m.tools, &initrd)?
     ));
-    let log = dir.join(format!("batch{index}.log"));
+    let log = dir.join(format!("{}.batch{index}.log", m.spec.name));
     let mut q = Qemu::start(cmd, &log)?;
     let by_dir: BTreeMap<String, &Scenario> = scenarios.iter().map(|s| (s.dir_name(), s)).collect();
     let mut outcomes = Vec::new();

@@ -16,6 +16,8 @@ use crate::variant::Variant;
 pub struct Outcome {
     pub id: String,
     pub variant: Variant,
+    /// The test machine it ran on, such as `x86_64-xen4.17`.
+    pub machine: String,
     pub passed: bool,
     /// Seconds from the guest's creation (or QEMU's start, for dom0 scenarios) to the last
     /// expected console line.
@@ -77,20 +79,27 @@ pub fn finish(
     };
     if passed && s.test.must_fail.is_some() {
         println!(
-            "PASS {:<36} {:<11} failed as it must: {}",
+            "PASS {:<36} {:<11} {:<15} failed as it must: {}",
             s.id,
             s.test.variant.as_str(),
+            s.machine,
             failure.as_deref().unwrap_or("")
         );
     } else if passed {
         println!(
-            "PASS {:<36} {:<11} {:>6.1}s to last line",
+            "PASS {:<36} {:<11} {:<15} {:>6.1}s to last line",
             s.id,
             s.test.variant.as_str(),
+            s.machine,
             secs.unwrap_or(0.0)
         );
     } else {
-        println!("FAIL {:<36} {}", s.id, s.test.variant.as_str());
+        println!(
+            "FAIL {:<36} {:<11} {}",
+            s.id,
+            s.test.variant.as_str(),
+            s.machine
+        );
         match (&s.test.must_fail, &failure) {
             (Some(re), None) => println!("     passed, but must fail with /{}/", re.as_str()),
             (Some(re), Some(f)) => println!("     {f}\n     (must fail with /{}/)", re.as_str()),
@@ -105,6 +114,7 @@ pub fn finish(
     Outcome {
         id: s.id.clone(),
         variant: s.test.variant,
+        machine: s.machine.clone(),
         passed,
         secs_to_last_line: secs,
         dom0_ready_secs: dom0_ready,
