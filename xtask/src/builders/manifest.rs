@@ -1,5 +1,6 @@
 //! `target/images/manifest.json`: per artifact its sha256, size, variant, recipe, build key
-//! and the sha256 of every input used. What `dist`, `repro` and packagers read.
+//! and the sha256 of every input used, and the Xen releases it is boot-tested with. What
+//! `dist`, `repro` and packagers read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,6 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::boot::machines::Spec;
+use crate::recipe::Recipe;
 use crate::variant::Variant;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -22,6 +25,9 @@ pub struct Artifact {
     pub build_env: String,
     /// Input label -> sha256.
     pub inputs: BTreeMap<String, String>,
+    /// The Xen releases it is boot-tested with: those of the test machines that run a boot
+    /// test of its recipe and variant (empty: built and checked, not boot-tested).
+    pub xen: Vec<String>,
 }
 
 /// A build environment as the manifest records it: enough to assemble the same root again
@@ -45,7 +51,7 @@ pub struct Manifest {
 }
 
 /// Bumped when the manifest's fields change.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 impl Manifest {
     pub fn load(images: &Path) -> Result<Manifest> {
@@ -66,6 +72,27 @@ impl Manifest {
                 artifacts: Vec::new(),
                 environments: BTreeMap::new(),
             }),
+        }
+    }
+
+    /// Sets every artifact's [`Artifact::xen`] from the machines and the recipes' tests.
+    pub fn record_tested_with(&mut self, machines: &[Spec], recipes: &[Recipe]) {
+        for a in &mut self.artifacts {
+            let tests = recipes
+                .iter()
+                .filter(|r| r.name == a.recipe)
+                .flat_map(|r| &r.boot_tests)
+                .filter(|t| t.variant == a.variant);
+            let mut xen: Vec<String> = Vec::new();
+            for t in tests {
+                for m in machines.iter().filter(|m| m.runs(t)) {
+                    if !xen.contains(&m.xen) {
+                        xen.push(m.xen.clone());
+                    }
+                }
+            }
+            xen.sort();
+            a.xen = xen;
         }
     }
 
@@ -119,7 +146,53 @@ mod tests {
             build_key: "k".into(),
             build_env: "bookworm-build".into(),
             inputs: BTreeMap::new(),
+            xen: Vec::new(),
         }
+    }
+
+    /// A test bound to one machine records that machine's release; an unbound one every
+    /// release that runs its variant; a variant without tests none.
+    #[test]
+    fn artifacts_record_the_xen_releases_their_tests_run_on() {
+        let machine = |xen: &str| {
+            let src = format!(
+                "summary = \"s\"\narch = \"x86_64\"\nxen = \"{xen}\"\npackages = \"p\"\nvariants = [\"x86_64-pv\"]\nqemu-machine = \"q35\"\nqemu-cpu = \"max\"\nxen-cmdline = \"\"\n"
+            );
+            let path = format!("ci/machines/x86_64-xen{xen}.toml");
+            crate::boot::machines::parse(Path::new(&path), &src, &|_| true).unwrap()
+        };
+        let machines = [machine("4.17"), machine("4.20")];
+        let recipe = |name: &str, bound: &str| {
+            let src = format!(
+                "name = \"{name}\"\nsummary = \"s\"\nkind = \"rust\"\nlicence = \"MIT\"\ninputs = []\n[variants.x86_64-pv]\nfile = \"a\"\n[variants.x86_64-pvh]\nfile = \"b\"\n[[boot-test]]\nname = \"t\"\nvariant = \"x86_64-pv\"\nexpect = [\"x\"]\ntimeout = 9\n{bound}"
+            );
+            let path = format!("stubdoms/{name}/stubdom.toml");
+            crate::recipe::parse(Path::new(&path), &src).unwrap()
+        };
+        let recipes = [
+            recipe("free", ""),
+            recipe("bound", "machines = [\"x86_64-xen4.17\"]\n"),
+        ];
+        let mut m = Manifest {
+            format: FORMAT,
+            source_date_epoch: 0,
+            artifacts: vec![
+                art("free", Variant::X86_64Pv, "a"),
+                art("bound", Variant::X86_64Pv, "a"),
+                art("free", Variant::X86_64Pvh, "b"),
+            ],
+            environments: BTreeMap::new(),
+        };
+        m.record_tested_with(&machines, &recipes);
+        let xen: Vec<Vec<String>> = m.artifacts.iter().map(|a| a.xen.clone()).collect();
+        assert_eq!(
+            xen,
+            [
+                vec!["4.17".to_string(), "4.20".into()],
+                vec!["4.17".into()],
+                vec![]
+            ]
+        );
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
     }
     manifest.source_date_epoch = epoch;
     manifest.record_environment(&root);
+    manifest.record_tested_with(&crate::boot::machines::load_all(ws)?, &ws.recipes);
     manifest.save(&images)?;
     Ok(built)
 }
@@ -302,6 +303,8 @@ fn build_one(
             build_key: key.clone(),
             build_env: root.name.clone(),
             inputs: inputs.clone(),
+            // Filled in from the machines and tests when the manifest is saved.
+            xen: Vec::new(),
         });
     }
     Ok(artifacts)
