@@ -17,8 +17,36 @@ use crate::recipe;
 use crate::variant::Variant;
 use crate::workspace::Workspace;
 
+/// Where a distribution's toolstack looks for stub-domain images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Upstream Xen's default, `/usr/lib/xen/boot`.
+    #[default]
+    Upstream,
+    /// Debian: images bound to a Xen release in `/usr/lib/xen-<release>/boot`, where that
+    /// release's libxl looks; the others in `/usr/lib/xen/boot`.
+    Debian,
+    /// Fedora: `/usr/libexec/xen/boot`.
+    Fedora,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Upstream => "upstream",
+            Layout::Debian => "debian",
+            Layout::Fedora => "fedora",
+        })
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Flags {
+    /// Where the images go: upstream (/usr/lib/xen/boot), debian (release-bound images in
+    /// /usr/lib/xen-<release>/boot) or fedora (/usr/libexec/xen/boot).
+    #[arg(long, value_enum, default_value_t)]
+    pub layout: Layout,
     /// Overrides the set's install prefix (default `/usr`).
     #[arg(long)]
     pub prefix: Option<String>,
@@ -79,6 +107,8 @@ struct DistManifest {
     version: String,
     arch: String,
     summary: String,
+    layout: Layout,
+    /// The folder of the images not bound to a Xen release.
     install_dir: String,
     source_date_epoch: u64,
     files: Vec<DistFile>,
@@ -95,6 +125,10 @@ struct DistFile {
     recipe: String,
     variant: Variant,
     licence: String,
+    /// The one Xen release the image works with, when it is bound to one.
+    xen_release: Option<String>,
+    /// The Xen releases it is boot-tested with.
+    xen: Vec<String>,
     inputs: Vec<DistInput>,
 }
 
@@ -211,32 +245,71 @@ fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
     Ok(sets)
 }
 
-fn package(
-    ws: &Workspace,
-    manifest: &Manifest,
-    path: &Path,
-    set: &Set,
-    flags: &Flags,
-    out_dir: &Path,
-) -> Result<(PathBuf, PathBuf)> {
-    let prefix = flags.prefix.as_deref().unwrap_or(&set.prefix);
-    let libexecdir = flags.libexecdir.as_deref().unwrap_or(&set.libexecdir);
-    for (what, v) in [("prefix", prefix), ("libexecdir", libexecdir)] {
-        if v.split('/').any(|c| c == "..") || v.contains(char::is_whitespace) {
-            bail!("--{what} `{v}` must be a plain path without `..`");
+/// Where the image files of a set go: a distribution's libxl looks in one place, and
+/// Debian's in a folder per Xen release.
+struct Dirs {
+    /// `<prefix>/<libexecdir>/xen/boot`, relative to `/`.
+    boot: String,
+    /// Debian: images bound to Xen release R go to `<prefix>/lib/xen-R/boot`.
+    per_release: bool,
+    prefix: String,
+}
+
+impl Dirs {
+    fn new(
+        set: &Set,
+        layout: Layout,
+        prefix: Option<&str>,
+        libexecdir: Option<&str>,
+    ) -> Result<Dirs> {
+        let prefix = prefix.unwrap_or(&set.prefix);
+        let libexecdir = libexecdir.unwrap_or(match layout {
+            Layout::Fedora => "libexec",
+            Layout::Upstream | Layout::Debian => &set.libexecdir,
+        });
+        for (what, v) in [("prefix", prefix), ("libexecdir", libexecdir)] {
+            if v.split('/').any(|c| c == "..") || v.contains(char::is_whitespace) {
+                bail!("--{what} `{v}` must be a plain path without `..`");
+            }
+        }
+        let prefix = prefix.trim_matches('/').to_string();
+        Ok(Dirs {
+            boot: format!("{prefix}/{}/xen/boot", libexecdir.trim_matches('/'))
+                .trim_start_matches('/')
+                .to_string(),
+            per_release: layout == Layout::Debian,
+            prefix,
+        })
+    }
+
+    /// The folder (relative to `/`) an image of `recipe` installs into.
+    fn of(&self, recipe: &recipe::Recipe) -> String {
+        match (&recipe.xen_release, self.per_release) {
+            (Some(r), true) => format!("{}/lib/xen-{r}/boot", self.prefix)
+                .trim_start_matches('/')
+                .to_string(),
+            _ => self.boot.clone(),
         }
     }
-    let install_dir = format!(
-        "{}/{}/xen/boot",
-        prefix.trim_end_matches('/'),
-        libexecdir.trim_matches('/')
-    );
-    let install_rel = install_dir.trim_start_matches('/').to_string();
-    let doc_rel = format!("{}/share/doc/{}", prefix.trim_matches('/'), set.name);
-    let mut tree = Tree::new();
-    let mut files = Vec::new();
-    let mut licences = std::collections::BTreeSet::new();
-    let mut envs = std::collections::BTreeSet::new();
+}
+
+/// One image file of a set, where it installs (relative to `/`).
+struct Installed<'a> {
+    dest: String,
+    host: PathBuf,
+    recipe: &'a recipe::Recipe,
+    art: &'a crate::builders::manifest::Artifact,
+}
+
+/// The set's image files as `dirs` lays them out, each checked against the manifest.
+fn images<'a>(
+    ws: &'a Workspace,
+    manifest: &'a Manifest,
+    path: &Path,
+    set: &Set,
+    dirs: &Dirs,
+) -> Result<Vec<Installed<'a>>> {
+    let mut out: Vec<Installed> = Vec::new();
     for f in &set.files {
         let recipe = ws
             .recipes
@@ -276,16 +349,84 @@ fn package(
             .join("images")
             .join(art.variant.as_str())
             .join(&art.file);
+        let dest = format!("{}/{name}", dirs.of(recipe));
+        if out.iter().any(|i| i.dest == dest) {
+            bail!("{}: two files install as /{dest}", path.display());
+        }
+        out.push(Installed {
+            dest,
+            host,
+            recipe,
+            art,
+        });
+    }
+    Ok(out)
+}
+
+/// The image files of distribution set `name` as `layout` installs them: (path relative
+/// to `/`, built file). For boot scenarios that install a set into the test dom0; the
+/// images must be built.
+pub fn installed_images(
+    ws: &Workspace,
+    name: &str,
+    layout: Layout,
+) -> Result<Vec<(String, PathBuf)>> {
+    let sets = load_sets(&ws.root, &[name.to_string()])?;
+    let (path, set) = sets.first().context("no such set")?;
+    let manifest = Manifest::load(&ws.target.join("images"))?;
+    let dirs = Dirs::new(set, layout, None, None)?;
+    Ok(images(ws, &manifest, path, set, &dirs)?
+        .into_iter()
+        .map(|i| (i.dest, i.host))
+        .collect())
+}
+
+/// The recipes whose images distribution set `name` holds.
+pub fn set_recipes(ws: &Workspace, name: &str) -> Result<Vec<String>> {
+    let sets = load_sets(&ws.root, &[name.to_string()])?;
+    let mut out: Vec<String> = Vec::new();
+    for f in sets.iter().flat_map(|(_, s)| &s.files) {
+        if !out.contains(&f.recipe) {
+            out.push(f.recipe.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn package(
+    ws: &Workspace,
+    manifest: &Manifest,
+    path: &Path,
+    set: &Set,
+    flags: &Flags,
+    out_dir: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let dirs = Dirs::new(
+        set,
+        flags.layout,
+        flags.prefix.as_deref(),
+        flags.libexecdir.as_deref(),
+    )?;
+    let doc_rel = format!("{}/share/doc/{}", dirs.prefix, set.name)
+        .trim_start_matches('/')
+        .to_string();
+    let mut tree = Tree::new();
+    let mut files = Vec::new();
+    let mut licences = std::collections::BTreeSet::new();
+    let mut envs = std::collections::BTreeSet::new();
+    for Installed {
+        dest,
+        host,
+        recipe,
+        art,
+    } in images(ws, manifest, path, set, &dirs)?
+    {
         let (sha, size) = fsx::sha256_file(&host)?;
         if sha != art.sha256 {
             bail!(
                 "{} changed since it was built: run `cargo xtask build`",
                 host.display()
             );
-        }
-        let dest = format!("{install_rel}/{name}");
-        if tree.get(&dest).is_some() {
-            bail!("{}: two files install as {dest}", path.display());
         }
         tree.add_host_file(&dest, &host, 0o644)?;
         envs.insert(art.build_env.clone());
@@ -303,9 +444,11 @@ fn package(
             path: format!("/{dest}"),
             sha256: sha,
             size,
-            recipe: f.recipe.clone(),
-            variant: f.variant,
+            recipe: art.recipe.clone(),
+            variant: art.variant,
             licence: recipe.licence.clone(),
+            xen_release: recipe.xen_release.clone(),
+            xen: art.xen.clone(),
             inputs,
         });
     }
@@ -333,7 +476,8 @@ fn package(
         version: set.version.clone(),
         arch: set.arch.clone(),
         summary: set.summary.clone(),
-        install_dir: install_dir.clone(),
+        layout: flags.layout,
+        install_dir: format!("/{}", dirs.boot),
         source_date_epoch: manifest.source_date_epoch,
         files,
         build_environments: manifest
@@ -345,7 +489,10 @@ fn package(
     };
     let man_text = serde_json::to_string_pretty(&dm)? + "\n";
     tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
-    let stem = format!("{}-{}-{}", set.name, set.version, set.arch);
+    let stem = match flags.layout {
+        Layout::Upstream => format!("{}-{}-{}", set.name, set.version, set.arch),
+        other => format!("{}-{}-{}-{other}", set.name, set.version, set.arch),
+    };
     let tarball = out_dir.join(format!("{stem}.tar.gz"));
     let bytes = tree.to_bytes(stubdoms_archive::Format::TarGz, manifest.source_date_epoch)?;
     fsx::write_atomic(&tarball, &bytes)?;
@@ -382,6 +529,67 @@ fn licence_text(ws: &Workspace, src: &str) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn set() -> Set {
+        toml::from_str(
+            "name = \"s\"\nversion = \"1\"\nsummary = \"s\"\narch = \"x86_64\"\nfile = []\nlicence-texts = {}\n",
+        )
+        .unwrap()
+    }
+
+    fn recipe(bound: &str) -> recipe::Recipe {
+        let src = format!(
+            "name = \"r\"\nsummary = \"s\"\nkind = \"rust\"\nlicence = \"MIT\"\n{bound}[variants.x86_64-pv]\nfile = \"a\"\n"
+        );
+        recipe::parse(Path::new("stubdoms/r/stubdom.toml"), &src).unwrap()
+    }
+
+    /// Where each layout puts an image bound to Xen 4.17 and one that is not.
+    #[test]
+    fn layouts_place_images_where_each_toolstack_looks() {
+        let (free, bound) = (recipe(""), recipe("xen-release = \"4.17\"\n"));
+        let cases = [
+            (
+                Layout::Upstream,
+                None,
+                "usr/lib/xen/boot",
+                "usr/lib/xen/boot",
+            ),
+            (
+                Layout::Fedora,
+                None,
+                "usr/libexec/xen/boot",
+                "usr/libexec/xen/boot",
+            ),
+            (
+                Layout::Debian,
+                None,
+                "usr/lib/xen/boot",
+                "usr/lib/xen-4.17/boot",
+            ),
+            (
+                Layout::Upstream,
+                Some("/opt/xen"),
+                "opt/xen/lib/xen/boot",
+                "opt/xen/lib/xen/boot",
+            ),
+            (
+                Layout::Debian,
+                Some("/opt/xen"),
+                "opt/xen/lib/xen/boot",
+                "opt/xen/lib/xen-4.17/boot",
+            ),
+        ];
+        for (layout, prefix, want_free, want_bound) in cases {
+            let dirs = Dirs::new(&set(), layout, prefix, None).unwrap();
+            assert_eq!(dirs.of(&free), want_free, "{layout} {prefix:?}");
+            assert_eq!(dirs.of(&bound), want_bound, "{layout} {prefix:?}");
+        }
+        let err = Dirs::new(&set(), Layout::Upstream, Some("/usr/../etc"), None);
+        assert!(err.is_err());
+    }
+
     #[test]
     fn spdx_expressions() {
         assert_eq!(super::spdx_ids("GPL-2.0-only"), ["GPL-2.0-only"]);

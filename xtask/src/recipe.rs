@@ -48,6 +48,11 @@ struct RawRecipe {
     licence: String,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
+    /// The Xen release whose libraries the images are built against (MAJOR.MINOR): they work
+    /// with that release only, are boot-tested on its machines only, and install where its
+    /// toolstack looks. None: the images use only Xen's stable interfaces.
+    #[serde(default)]
+    xen_release: Option<Spanned<String>>,
     // Not `Spanned`: a table made implicitly by `[variants.NAME]` headers carries no span.
     variants: BTreeMap<Variant, RawVariant>,
     #[serde(default, rename = "boot-test")]
@@ -114,10 +119,19 @@ struct RawBootTest {
     /// For the harness's own tests: the scenario must fail, with a diagnosis matching this.
     #[serde(default)]
     must_fail: Option<Spanned<String>>,
-    /// The test machines (ci/machines/NAME.toml) the scenario runs on, when not every
-    /// machine that runs its variant: say why beside it.
+    /// Install a distribution set into dom0 first, as a layout lays it out (for scenarios
+    /// that check the toolstack finds the images by itself).
     #[serde(default)]
-    machines: Vec<Spanned<String>>,
+    installed: Option<DistInstall>,
+}
+
+/// A distribution set (`images/SET.toml`) installed into the test dom0.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DistInstall {
+    pub set: String,
+    #[serde(default)]
+    pub layout: crate::dist::Layout,
 }
 
 fn default_memory() -> u32 {
@@ -252,6 +266,8 @@ pub struct Recipe {
     pub inputs: Vec<String>,
     pub variants: BTreeMap<Variant, VariantOutput>,
     pub boot_tests: Vec<BootTest>,
+    /// See `xen-release`: the one Xen release the images work with, if they are bound to one.
+    pub xen_release: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -293,8 +309,9 @@ pub struct BootTest {
     pub dom0_expect: Vec<regex::Regex>,
     pub timeout: u64,
     pub must_fail: Option<regex::Regex>,
-    /// (machine name, where the recipe names it): empty for every machine of the variant.
-    pub machines: Vec<(String, String)>,
+    /// The owner's `xen-release`: the scenario runs on machines of that release only.
+    pub xen_release: Option<String>,
+    pub installed: Option<DistInstall>,
 }
 
 impl Recipe {
@@ -407,7 +424,19 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         inputs.push(input.into_inner());
     }
 
-    let boot_tests = validate_tests(raw.boot_tests, &loc, name, &|v| variants.contains_key(&v))?;
+    if let Some(r) = &raw.xen_release {
+        if !is_xen_release(r.get_ref()) {
+            bail!(
+                "{}: xen-release `{}`: write the Xen release as MAJOR.MINOR, such as 4.17",
+                loc.at(r.span()),
+                r.get_ref()
+            );
+        }
+    }
+    let xen_release = raw.xen_release.map(Spanned::into_inner);
+    let boot_tests = validate_tests(raw.boot_tests, &loc, name, xen_release.as_deref(), &|v| {
+        variants.contains_key(&v)
+    })?;
 
     Ok(Recipe {
         name: raw.name.into_inner(),
@@ -419,6 +448,16 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         inputs,
         variants,
         boot_tests,
+        xen_release,
+    })
+}
+
+/// A Xen release as MAJOR.MINOR, such as `4.17`.
+pub fn is_xen_release(s: &str) -> bool {
+    s.split_once('.').is_some_and(|(a, b)| {
+        [a, b]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
     })
 }
 
@@ -427,6 +466,7 @@ fn validate_tests(
     raw: Vec<RawBootTest>,
     loc: &Locator,
     owner: &str,
+    xen_release: Option<&str>,
     builds: &dyn Fn(Variant) -> bool,
 ) -> Result<Vec<BootTest>> {
     let mut boot_tests: Vec<BootTest> = Vec::new();
@@ -537,11 +577,8 @@ fn validate_tests(
             dom0_expect,
             timeout: t.timeout,
             must_fail: t.must_fail.as_ref().map(re).transpose()?,
-            machines: t
-                .machines
-                .iter()
-                .map(|m| (m.get_ref().clone(), loc.at(m.span())))
-                .collect(),
+            xen_release: xen_release.map(str::to_string),
+            installed: t.installed,
         });
     }
 
@@ -569,7 +606,7 @@ pub fn parse_scenarios(path: &Path, src: &str, owner: &str) -> Result<Vec<BootTe
             );
         }
     }
-    validate_tests(raw.boot_tests, &loc, owner, &|_| true)
+    validate_tests(raw.boot_tests, &loc, owner, None, &|_| true)
 }
 
 /// An xl.cfg key: letters, digits and `_`.
@@ -737,6 +774,11 @@ timeout = 30
                 "expect = [\"^hello\"]",
                 "expect = []",
                 "stubdoms/demo/stubdom.toml:12:8: boot-test `greets` expects no console line",
+            ),
+            (
+                "inputs = [\"libxen-dev\"]",
+                "inputs = [\"libxen-dev\"]\nxen-release = \"4\"",
+                "stubdoms/demo/stubdom.toml:7:15: xen-release `4`: write the Xen release as MAJOR.MINOR",
             ),
             (
                 "timeout = 30",

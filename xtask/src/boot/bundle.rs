@@ -229,6 +229,7 @@ timeout = 99
             ramdisk: None,
             disks: Vec::new(),
             xl_files: vec![("stubdomain_kernel".into(), host("kernel", b"bzImage"))],
+            installed: Vec::new(),
             dom0_check: Some(host("check.sh", b"#!/bin/sh\necho ok\n")),
         };
         let mut tree = Tree::new();
@@ -292,6 +293,7 @@ timeout = 5
             ramdisk: None,
             disks: Vec::new(),
             xl_files: Vec::new(),
+            installed: Vec::new(),
             dom0_check: None,
         };
         let mut tree = Tree::new();

@@ -50,10 +50,10 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Whether the machine runs the scenario: its variant, and its `machines` list if any.
+    /// Whether the machine runs the scenario: its variant, and its owner's Xen release if
+    /// the owner is bound to one.
     pub fn runs(&self, t: &crate::recipe::BootTest) -> bool {
-        self.variants.contains(&t.variant)
-            && (t.machines.is_empty() || t.machines.iter().any(|(m, _)| *m == self.name))
+        self.variants.contains(&t.variant) && t.xen_release.as_ref().is_none_or(|r| *r == self.xen)
     }
 }
 
@@ -74,12 +74,7 @@ pub fn parse(path: &Path, src: &str, has_env: &dyn Fn(&str) -> bool) -> Result<S
         );
     }
     let xen = raw.xen.get_ref();
-    let release_ok = xen.split_once('.').is_some_and(|(a, b)| {
-        [a, b]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
-    });
-    if !release_ok {
+    if !crate::recipe::is_xen_release(xen) {
         bail!(
             "{}: xen `{xen}`: write the Xen release as MAJOR.MINOR, such as 4.17",
             loc.at(raw.xen.span())

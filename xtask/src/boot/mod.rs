@@ -2,7 +2,7 @@
 //!
 //! Scenarios come from each recipe's `[[boot-test]]` tables and from the machines' own
 //! self-test (`ci/<arch>/selftest.toml`). Each runs on every test machine (`ci/machines/`)
-//! that boots its variant, unless it names its machines. Per machine, `xl` scenarios are
+//! that boots its variant (and, for a recipe bound to a Xen release, runs that release). Per machine, `xl` scenarios are
 //! batched into at most two dom0 boots; `dom0` scenarios boot the image itself as dom0, one
 //! QEMU each; at most two QEMUs run at once.
 
@@ -80,6 +80,8 @@ pub struct Scenario {
     pub xl_files: Vec<(String, PathBuf)>,
     /// The dom0 check script.
     pub dom0_check: Option<PathBuf>,
+    /// Files installed into dom0 first: (path relative to `/`, host file).
+    pub installed: Vec<(String, PathBuf)>,
 }
 
 impl Scenario {
@@ -99,7 +101,11 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
     }
     let mut needed: Vec<String> = Vec::new();
     for t in plan.iter().flat_map(|(_, tests)| tests) {
-        for n in artifact_refs(t) {
+        let mut refs = artifact_refs(t);
+        if let Some(i) = &t.installed {
+            refs.extend(crate::dist::set_recipes(ws, &i.set)?);
+        }
+        for n in refs {
             if !needed.contains(&n) {
                 needed.push(n);
             }
@@ -170,8 +176,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
 }
 
 /// The selected recipes' boot tests (and the self-test when no recipe is named, or when
-/// `selftest` is), per machine that runs them. A test that names an unknown machine, or
-/// that no machine can run, is an error.
+/// `selftest` is), per machine that runs them. A test no machine can run is an error.
 fn collect(
     ws: &Workspace,
     names: &[String],
@@ -200,24 +205,15 @@ fn collect(
     tests.retain(|t| variant.is_none_or(|v| v == t.variant));
     let all = machines::load_all(ws)?;
     for t in &tests {
-        if let Some((m, at)) = t
-            .machines
-            .iter()
-            .find(|(m, _)| !all.iter().any(|s| &s.name == m))
-        {
-            bail!(
-                "{at}: boot test {}/{} names machine `{m}`, which has no file in {}/",
-                t.recipe,
-                t.name,
-                machines::DIR
-            );
-        }
         if !all.iter().any(|m| m.runs(t)) {
             bail!(
-                "boot test {}/{} uses {}: no test machine runs it (see {}/)",
+                "boot test {}/{} uses {}{}: no test machine runs it (see {}/)",
                 t.recipe,
                 t.name,
                 t.variant,
+                t.xen_release
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" on Xen {r}")),
                 machines::DIR
             );
         }
@@ -277,8 +273,14 @@ fn resolve(
             .with_context(|| format!("{id}: making disk {}", d.vdev))?;
         disks.push((d.vdev.clone(), img));
     }
+    let installed = match &test.installed {
+        Some(i) => crate::dist::installed_images(ws, &i.set, i.layout)
+            .with_context(|| format!("{id}: installing set {} ({} layout)", i.set, i.layout))?,
+        None => Vec::new(),
+    };
     Ok(Scenario {
         id,
+        installed,
         machine: m.spec.name.clone(),
         test,
         kernel,
@@ -428,6 +430,12 @@ fn run_batch(
         list.push('\n');
     }
     tree.add_file("scenarios/list", list, 0o644)?;
+    // Distribution sets the scenarios install, unpacked over dom0's root.
+    for (dest, host) in scenarios.iter().flat_map(|s| &s.installed) {
+        if tree.get(dest).is_none() {
+            tree.add_host_file(dest, host, 0o644)?;
+        }
+    }
     let initrd = dir.join(format!("{}.batch{index}.initrd.gz", m.spec.name));
     {
         // Linux unpacks concatenated archives; each must start 4-byte aligned (zero padding

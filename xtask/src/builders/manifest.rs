@@ -150,8 +150,8 @@ mod tests {
         }
     }
 
-    /// A test bound to one machine records that machine's release; an unbound one every
-    /// release that runs its variant; a variant without tests none.
+    /// A recipe bound to a Xen release records that release; an unbound one every release
+    /// that runs its variant; a variant without tests none.
     #[test]
     fn artifacts_record_the_xen_releases_their_tests_run_on() {
         let machine = |xen: &str| {
@@ -164,14 +164,14 @@ mod tests {
         let machines = [machine("4.17"), machine("4.20")];
         let recipe = |name: &str, bound: &str| {
             let src = format!(
-                "name = \"{name}\"\nsummary = \"s\"\nkind = \"rust\"\nlicence = \"MIT\"\ninputs = []\n[variants.x86_64-pv]\nfile = \"a\"\n[variants.x86_64-pvh]\nfile = \"b\"\n[[boot-test]]\nname = \"t\"\nvariant = \"x86_64-pv\"\nexpect = [\"x\"]\ntimeout = 9\n{bound}"
+                "name = \"{name}\"\nsummary = \"s\"\nkind = \"rust\"\nlicence = \"MIT\"\ninputs = []\n{bound}[variants.x86_64-pv]\nfile = \"a\"\n[variants.x86_64-pvh]\nfile = \"b\"\n[[boot-test]]\nname = \"t\"\nvariant = \"x86_64-pv\"\nexpect = [\"x\"]\ntimeout = 9\n"
             );
             let path = format!("stubdoms/{name}/stubdom.toml");
             crate::recipe::parse(Path::new(&path), &src).unwrap()
         };
         let recipes = [
             recipe("free", ""),
-            recipe("bound", "machines = [\"x86_64-xen4.17\"]\n"),
+            recipe("bound", "xen-release = \"4.17\"\n"),
         ];
         let mut m = Manifest {
             format: FORMAT,
