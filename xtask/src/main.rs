@@ -75,6 +75,9 @@ enum Command {
         name: String,
         #[arg(long)]
         out: std::path::PathBuf,
+        /// Rebuild the parts built from source (the hypervisor) instead of reusing the cache.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Build twice in different places and conditions and compare every artifact.
     Repro {
@@ -170,7 +173,7 @@ fn run(command: Command) -> Result<()> {
         Command::Doctor => doctor::run(),
         Command::Build { names, flags } => builders::run(&ws, &names, &flags).map(|_| ()),
         Command::Env(args) => buildenv::run(&ws, &args),
-        Command::Machine { name, out } => boot::machine::run(&ws, &name, &out),
+        Command::Machine { name, out, fresh } => boot::machine::run(&ws, &name, &out, fresh),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
         Command::BootTest { names, flags } => boot::run(&ws, &names, &flags).map(|_| ()),
         Command::Test => test::run(&ws),

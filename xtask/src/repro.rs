@@ -129,6 +129,7 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
                 m.clone(),
                 "--out".into(),
                 format!("target/machines/{m}"),
+                "--fresh".into(),
             ]);
         }
         for args in steps {

@@ -43,7 +43,8 @@ impl Variant {
     /// The architecture of the machines that can boot this variant.
     pub fn arch(self) -> &'static str {
         match self {
-            Variant::X86_64Pv | Variant::X86_64Pvh | Variant::X86_32Pv => "x86_64",
+            Variant::X86_64Pv | Variant::X86_64Pvh => "x86_64",
+            Variant::X86_32Pv => "x86_32",
             Variant::Aarch64 => "aarch64",
         }
     }

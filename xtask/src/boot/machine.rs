@@ -116,8 +116,9 @@ pub fn blobs(ws: &Workspace, spec: &Spec) -> Result<Vec<Blob>> {
     ws.lock.env(&spec.packages)?.blobs()
 }
 
-/// `cargo xtask machine NAME --out DIR`: the machine's files, fetched and assembled into `out`.
-pub fn run(ws: &Workspace, name: &str, out: &Path) -> Result<()> {
+/// `cargo xtask machine NAME --out DIR [--fresh]`: the machine's files, fetched and assembled
+/// into `out` (`fresh`: the hypervisor rebuilt too, for `repro`).
+pub fn run(ws: &Workspace, name: &str, out: &Path, fresh: bool) -> Result<()> {
     let spec = super::machines::select(super::machines::load_all(ws)?, Some(name))?.remove(0);
     let cache = Cache::open()?;
     crate::fetch::ensure(
@@ -131,6 +132,7 @@ pub fn run(ws: &Workspace, name: &str, out: &Path) -> Result<()> {
         &spec,
         crate::builders::source_date_epoch()?,
         out,
+        fresh,
     )?;
     println!("{}", out.display());
     Ok(())
@@ -145,6 +147,7 @@ pub fn get(
     offline: bool,
 ) -> Result<Machine> {
     let blobs = blobs(ws, spec)?;
+    let built_xen = built_hypervisor(ws, cache, spec, epoch, offline, false)?;
     let mut k = crate::key::Key::new("stubdoms-machine");
     k.field("machine.rs", include_str!("machine.rs"))
         .field("elf.rs", include_str!("elf.rs"))
@@ -157,6 +160,9 @@ pub fn get(
     k.field("epoch", epoch.to_string());
     for b in &blobs {
         k.field("input", &b.sha256);
+    }
+    if let Some(x) = &built_xen {
+        k.field("built xen", fsx::sha256_file(x)?.0);
     }
     let key = k.finish();
     let dir = cache.root().join("machines").join(&key);
@@ -177,8 +183,23 @@ pub fn get(
         "boot machine {} ({}): assembling Xen, dom0 kernel and initramfs",
         spec.name, spec.summary
     ));
-    assemble_to(ws, cache, spec, epoch, &dir)?;
+    assemble_with(ws, cache, spec, built_xen.as_deref(), epoch, &dir)?;
     Ok(machine)
+}
+
+/// The machine's hypervisor when its file asks for one built from source.
+fn built_hypervisor(
+    ws: &Workspace,
+    cache: &Cache,
+    spec: &Spec,
+    epoch: u64,
+    offline: bool,
+    fresh: bool,
+) -> Result<Option<PathBuf>> {
+    spec.xen_config
+        .as_ref()
+        .map(|c| super::hypervisor::get(ws, cache, &ws.root.join(c), epoch, offline, fresh))
+        .transpose()
 }
 
 /// Assembles the machine's files into `dir` (which appears whole or not at all).
@@ -188,22 +209,50 @@ pub fn assemble_to(
     spec: &Spec,
     epoch: u64,
     dir: &Path,
+    fresh: bool,
+) -> Result<()> {
+    let built_xen = built_hypervisor(ws, cache, spec, epoch, false, fresh)?;
+    assemble_with(ws, cache, spec, built_xen.as_deref(), epoch, dir)
+}
+
+fn assemble_with(
+    ws: &Workspace,
+    cache: &Cache,
+    spec: &Spec,
+    built_xen: Option<&Path>,
+    epoch: u64,
+    dir: &Path,
 ) -> Result<()> {
     let union = union(ws, cache, spec)?;
     // Another process may have finished the same machine meanwhile: same key, same bytes.
-    fsx::create_dir_atomic(dir, true, |tmp| assemble(&union, &spec.xen, tmp, epoch))
+    fsx::create_dir_atomic(dir, true, |tmp| {
+        assemble(&union, &spec.xen, built_xen, tmp, epoch)
+    })
 }
 
-fn assemble(union: &Union, xen_release: &str, out: &Path, epoch: u64) -> Result<()> {
-    // Xen: the gzip'd multiboot ELF, decompressed for QEMU's -kernel.
-    let xen_gz = union.file(
-        &format!("xen-hypervisor-{xen_release}-amd64"),
-        &format!("/boot/xen-{xen_release}-amd64.gz"),
-    )?;
-    let mut xen = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&xen_gz)?)
-        .read_to_end(&mut xen)
-        .context("decompressing Xen")?;
+fn assemble(
+    union: &Union,
+    xen_release: &str,
+    built_xen: Option<&Path>,
+    out: &Path,
+    epoch: u64,
+) -> Result<()> {
+    // Xen: the one built from source, or Debian's gzip'd multiboot ELF, decompressed for
+    // QEMU's -kernel.
+    let xen = match built_xen {
+        Some(x) => fs_err::read(x)?,
+        None => {
+            let xen_gz = union.file(
+                &format!("xen-hypervisor-{xen_release}-amd64"),
+                &format!("/boot/xen-{xen_release}-amd64.gz"),
+            )?;
+            let mut xen = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&xen_gz)?)
+                .read_to_end(&mut xen)
+                .context("decompressing Xen")?;
+            xen
+        }
+    };
     fsx::write_atomic(&out.join("xen"), &xen)?;
 
     // Debian's kernel is an xz bzImage; decompressing it under emulation costs seconds per

@@ -27,6 +27,14 @@ struct Raw {
     qemu_machine: String,
     qemu_cpu: String,
     xen_cmdline: String,
+    /// A Kconfig fragment (beside the machine file): the hypervisor is then built from the
+    /// pinned `src:xen` with Debian's configuration plus this, instead of taken from
+    /// Debian's hypervisor package.
+    #[serde(default)]
+    xen_config: Option<Spanned<String>>,
+    /// The machine's own scenarios (a file of `[[boot-test]]` tables).
+    #[serde(default)]
+    selftest: Option<Spanned<String>>,
 }
 
 /// A validated machine file.
@@ -45,8 +53,21 @@ pub struct Spec {
     pub qemu_machine: String,
     pub qemu_cpu: String,
     pub xen_cmdline: String,
-    /// The self-test scenarios of the machine's architecture.
-    pub selftest: PathBuf,
+    /// See `xen-config`: the fragment's path, relative to the checkout.
+    pub xen_config: Option<PathBuf>,
+    /// The machine's own scenarios, relative to the checkout.
+    pub selftest: Option<PathBuf>,
+}
+
+impl Spec {
+    /// The QEMU that emulates the machine (x86_32 guests run on a 64-bit Xen).
+    pub fn qemu(&self) -> &'static str {
+        if self.arch == "aarch64" {
+            "qemu-system-aarch64"
+        } else {
+            "qemu-system-x86_64"
+        }
+    }
 }
 
 impl Spec {
@@ -67,9 +88,9 @@ pub fn parse(path: &Path, src: &str, has_env: &dyn Fn(&str) -> bool) -> Result<S
         .context("a machine file needs a name")?
         .to_string();
     let arch = raw.arch.get_ref();
-    if !["x86_64", "aarch64"].contains(&arch.as_str()) {
+    if !["x86_64", "x86_32", "aarch64"].contains(&arch.as_str()) {
         bail!(
-            "{}: arch `{arch}`: a machine is x86_64 or aarch64",
+            "{}: arch `{arch}`: a machine is x86_64, x86_32 or aarch64",
             loc.at(raw.arch.span())
         );
     }
@@ -107,8 +128,23 @@ pub fn parse(path: &Path, src: &str, has_env: &dyn Fn(&str) -> bool) -> Result<S
             loc.at(raw.variants.span())
         );
     }
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let beside = |f: &Option<Spanned<String>>, what: &str| -> Result<Option<PathBuf>> {
+        let Some(f) = f else { return Ok(None) };
+        let p = f.get_ref();
+        if p.is_empty() || p.contains("..") || p.starts_with('/') {
+            bail!(
+                "{}: {what} `{p}` must name a file beside the machine file or below it",
+                loc.at(f.span())
+            );
+        }
+        Ok(Some(dir.join(p)))
+    };
+    let xen_config = beside(&raw.xen_config, "xen-config")?;
+    let selftest = raw.selftest.as_ref().map(|t| PathBuf::from(t.get_ref()));
     Ok(Spec {
-        selftest: PathBuf::from(format!("ci/{arch}/selftest.toml")),
+        selftest,
+        xen_config,
         name,
         summary: raw.summary,
         arch: arch.clone(),
@@ -168,6 +204,7 @@ variants = ["x86_64-pv", "x86_64-pvh"]
 qemu-machine = "q35"
 qemu-cpu = "max"
 xen-cmdline = "loglvl=all"
+selftest = "ci/x86_64/selftest.toml"
 "#;
 
     fn check(name: &str, src: &str) -> std::result::Result<Spec, String> {
@@ -180,7 +217,10 @@ xen-cmdline = "loglvl=all"
         let m = check("x86_64-xen4.17", GOOD).unwrap();
         assert_eq!((m.arch.as_str(), m.xen.as_str()), ("x86_64", "4.17"));
         assert_eq!(m.variants, [Variant::X86_64Pv, Variant::X86_64Pvh]);
-        assert_eq!(m.selftest, Path::new("ci/x86_64/selftest.toml"));
+        assert_eq!(
+            m.selftest.as_deref(),
+            Some(Path::new("ci/x86_64/selftest.toml"))
+        );
     }
 
     /// Each bad machine file and the start of the message it must give.
@@ -195,6 +235,7 @@ xen-cmdline = "loglvl=all"
             ("x86_64-xen4.17", "[\"x86_64-pv\", \"x86_64-pvh\"]", "[\"aarch64\"]", "ci/machines/x86_64-xen4.17.toml:5:12: variant aarch64 does not run on an x86_64 machine"),
             ("x86_64-xen4.17", "[\"x86_64-pv\", \"x86_64-pvh\"]", "[\"x86_64-hvm\"]", "ci/machines/x86_64-xen4.17.toml:5:12: unknown variant `x86_64-hvm`"),
             ("x86_64-xen4.17", "[\"x86_64-pv\", \"x86_64-pvh\"]", "[]", "ci/machines/x86_64-xen4.17.toml:5:12: a machine must run at least one variant"),
+            ("x86_64-xen4.17", "xen-cmdline = \"loglvl=all\"", "xen-cmdline = \"loglvl=all\"\nxen-config = \"../etc/x\"", "ci/machines/x86_64-xen4.17.toml:9:14: xen-config `../etc/x` must name a file beside the machine file"),
         ];
         for (name, from, to, want) in cases {
             assert!(GOOD.contains(from), "case {from:?} does not apply");

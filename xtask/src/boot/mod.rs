@@ -10,6 +10,7 @@ mod bundle;
 mod check;
 mod disk;
 mod elf;
+mod hypervisor;
 pub mod machine;
 pub mod machines;
 mod marker;
@@ -187,7 +188,7 @@ fn collect(
     let recipe_names: Vec<String> = names.iter().filter(|n| *n != "selftest").cloned().collect();
     let mut tests = Vec::new();
     if want_selftest {
-        let mut files: Vec<&Path> = specs.iter().map(|m| m.selftest.as_path()).collect();
+        let mut files: Vec<&Path> = specs.iter().filter_map(|m| m.selftest.as_deref()).collect();
         files.sort();
         files.dedup();
         for file in files {
@@ -341,7 +342,7 @@ fn run_jobs(dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
 
 /// QEMU for machine `m`: its machine type and CPU, one vCPU, the serial port on stdio.
 fn qemu_base(m: &Machine, memory_mib: u32) -> Result<Command> {
-    let mut c = m.tools.command(&format!("qemu-system-{}", m.spec.arch))?;
+    let mut c = m.tools.command(m.spec.qemu())?;
     c.args(["-machine", &m.spec.qemu_machine])
         .args(["-accel", "tcg,thread=multi"])
         .args(["-cpu", &m.spec.qemu_cpu])
