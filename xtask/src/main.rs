@@ -7,6 +7,7 @@ mod buildenv;
 mod builders;
 mod cache;
 mod crates;
+mod debsrc;
 mod dist;
 mod doctor;
 mod elfdeps;

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use stubdoms_archive::ExtractOptions;
 
 use crate::buildenv::{self, Root};
 use crate::cache::Cache;
@@ -37,6 +36,7 @@ pub fn get(
     let root = buildenv::fetched_root(ws, cache, buildenv::BUILD, offline)?;
     let mut k = crate::key::Key::new(VERSION);
     k.field("hypervisor.rs", include_str!("hypervisor.rs"))
+        .field("debsrc.rs", include_str!("../debsrc.rs"))
         .field("fragment", &fragment)
         .field("root", &root.key)
         .field("epoch", epoch.to_string());
@@ -82,24 +82,8 @@ fn build_into(
     out: &Path,
 ) -> Result<()> {
     let src = out.join("src");
-    let strip = ExtractOptions {
-        strip_components: 1,
-        compression: None,
-    };
-    stubdoms_archive::extract_tarball(orig, &src, &strip)?;
-    stubdoms_archive::extract_tarball(debian, &src.join("debian"), &strip)?;
+    crate::debsrc::unpack_patched(root, orig, debian, None, &src, out)?;
     let step = || root.step().rw(&src, "/src").cwd("/src").shifted_clock();
-    let series = fs_err::read_to_string(src.join("debian/patches/series"))?;
-    for p in series
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let mut c = step().command("patch")?;
-        c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i"])
-            .arg(format!("/src/debian/patches/{p}"));
-        crate::builders::run_logged(&mut c, out, &format!("patch {p}"))?;
-    }
     let debian_config = fs_err::read_to_string(src.join("debian/xen-kconfig"))?;
     fs_err::write(
         src.join("xen/.config"),

@@ -68,7 +68,7 @@ const STEPS: &str = concat!(
 fn builder_source(kind: Kind) -> &'static str {
     match kind {
         Kind::Rust | Kind::C => include_str!("runtime.rs"),
-        Kind::Pvgrub => include_str!("pvgrub.rs"),
+        Kind::Pvgrub => concat!(include_str!("pvgrub.rs"), include_str!("../debsrc.rs")),
         Kind::Ioemu => concat!(include_str!("ioemu.rs"), include_str!("../elfdeps.rs")),
     }
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use stubdoms_archive::{ExtractOptions, Format, Tree};
+use stubdoms_archive::{Format, Tree};
 
 use super::Job;
 use crate::fsx;
@@ -222,40 +222,9 @@ fn prepare_into(job: &Job, src: &Path) -> Result<()> {
     };
     let orig = cache.get(find(".orig.tar.xz")?)?;
     let debian = cache.get(find(".debian.tar.xz")?)?;
-    let strip = ExtractOptions {
-        strip_components: 1,
-        compression: None,
-    };
-    stubdoms_archive::extract_tarball(&orig, src, &strip)?;
-    stubdoms_archive::extract_tarball(&debian, &src.join("debian"), &strip)?;
-    let series = fs_err::read_to_string(src.join("debian/patches/series"))?;
-    let mut list: Vec<String> = series
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| format!("/src/debian/patches/{l}"))
-        .collect();
-    let mut ours: Vec<String> = fs_err::read_dir(job.recipe.dir.join("patches"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    ours.sort();
-    list.extend(ours.iter().map(|p| format!("/recipe/patches/{p}")));
-    let step = || {
-        job.root
-            .step()
-            .rw(src, "/src")
-            .ro(&job.recipe.dir, "/recipe")
-            .cwd("/src")
-            .shifted_clock()
-    };
-    for p in &list {
-        let mut c = step().command("patch")?;
-        c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i", p]);
-        let name = p.rsplit('/').next().unwrap_or(p);
-        super::run_logged(&mut c, &job.staging, &format!("patch {name}"))?;
-    }
+    let patches = job.recipe.dir.join("patches");
+    crate::debsrc::unpack_patched(job.root, &orig, &debian, Some(&patches), src, &job.staging)?;
+    let step = || job.root.step().rw(src, "/src").cwd("/src").shifted_clock();
     let mut autogen = step().env("PYTHON", "python3").command("./autogen.sh")?;
     super::run_logged(&mut autogen, &job.staging, "autogen.sh")
 }
