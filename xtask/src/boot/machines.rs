@@ -27,12 +27,12 @@ struct Raw {
     qemu_machine: String,
     qemu_cpu: String,
     xen_cmdline: String,
-    /// A Kconfig fragment (beside the machine file): the hypervisor is then built from the
+    /// A Kconfig fragment (a file of the checkout): the hypervisor is then built from the
     /// pinned `src:xen` with Debian's configuration plus this, instead of taken from
     /// Debian's hypervisor package.
     #[serde(default)]
     xen_config: Option<Spanned<String>>,
-    /// The machine's own scenarios (a file of `[[boot-test]]` tables).
+    /// The machine's own scenarios (a file of `[[boot-test]]` tables in the checkout).
     #[serde(default)]
     selftest: Option<Spanned<String>>,
 }
@@ -78,8 +78,14 @@ impl Spec {
     }
 }
 
-/// Parses one machine file; `has_env` says whether inputs.lock has an `[[env]]` of a name.
-pub fn parse(path: &Path, src: &str, has_env: &dyn Fn(&str) -> bool) -> Result<Spec> {
+/// Parses one machine file; `has_env` says whether inputs.lock has an `[[env]]` of a name,
+/// `exists` whether the checkout has a file.
+pub fn parse(
+    path: &Path,
+    src: &str,
+    has_env: &dyn Fn(&str) -> bool,
+    exists: &dyn Fn(&Path) -> bool,
+) -> Result<Spec> {
     let raw: Raw = from_toml(path, src)?;
     let loc = Locator::new(path, src);
     let name = path
@@ -128,20 +134,24 @@ pub fn parse(path: &Path, src: &str, has_env: &dyn Fn(&str) -> bool) -> Result<S
             loc.at(raw.variants.span())
         );
     }
-    let dir = path.parent().unwrap_or(Path::new(""));
-    let beside = |f: &Option<Spanned<String>>, what: &str| -> Result<Option<PathBuf>> {
+    // Both name files of the checkout, by paths relative to its top.
+    let file = |f: &Option<Spanned<String>>, what: &str| -> Result<Option<PathBuf>> {
         let Some(f) = f else { return Ok(None) };
-        let p = f.get_ref();
-        if p.is_empty() || p.contains("..") || p.starts_with('/') {
+        let p = Path::new(f.get_ref());
+        let plain = p
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || !exists(p) {
             bail!(
-                "{}: {what} `{p}` must name a file beside the machine file or below it",
-                loc.at(f.span())
+                "{}: {what} `{}` is no file of the checkout (name it from the top, such as ci/machines/NAME.config)",
+                loc.at(f.span()),
+                p.display()
             );
         }
-        Ok(Some(dir.join(p)))
+        Ok(Some(p.to_path_buf()))
     };
-    let xen_config = beside(&raw.xen_config, "xen-config")?;
-    let selftest = raw.selftest.as_ref().map(|t| PathBuf::from(t.get_ref()));
+    let xen_config = file(&raw.xen_config, "xen-config")?;
+    let selftest = file(&raw.selftest, "selftest")?;
     Ok(Spec {
         selftest,
         xen_config,
@@ -171,7 +181,7 @@ pub fn load_all(ws: &Workspace) -> Result<Vec<Spec>> {
         .map(|p| {
             let rel = p.strip_prefix(&ws.root).unwrap_or(p);
             let src = fs_err::read_to_string(p)?;
-            parse(rel, &src, &has_env)
+            parse(rel, &src, &has_env, &|f| ws.root.join(f).is_file())
         })
         .collect()
 }
@@ -209,7 +219,10 @@ selftest = "ci/x86_64/selftest.toml"
 
     fn check(name: &str, src: &str) -> std::result::Result<Spec, String> {
         let path = PathBuf::from(format!("ci/machines/{name}.toml"));
-        parse(&path, src, &|e| e == "machine-x86_64-xen4.17").map_err(|e| format!("{e:#}"))
+        parse(&path, src, &|e| e == "machine-x86_64-xen4.17", &|f| {
+            f != Path::new("ci/machines/missing.config")
+        })
+        .map_err(|e| format!("{e:#}"))
     }
 
     #[test]
@@ -235,7 +248,8 @@ selftest = "ci/x86_64/selftest.toml"
             ("x86_64-xen4.17", "[\"x86_64-pv\", \"x86_64-pvh\"]", "[\"aarch64\"]", "ci/machines/x86_64-xen4.17.toml:5:12: variant aarch64 does not run on an x86_64 machine"),
             ("x86_64-xen4.17", "[\"x86_64-pv\", \"x86_64-pvh\"]", "[\"x86_64-hvm\"]", "ci/machines/x86_64-xen4.17.toml:5:12: unknown variant `x86_64-hvm`"),
             ("x86_64-xen4.17", "[\"x86_64-pv\", \"x86_64-pvh\"]", "[]", "ci/machines/x86_64-xen4.17.toml:5:12: a machine must run at least one variant"),
-            ("x86_64-xen4.17", "xen-cmdline = \"loglvl=all\"", "xen-cmdline = \"loglvl=all\"\nxen-config = \"../etc/x\"", "ci/machines/x86_64-xen4.17.toml:9:14: xen-config `../etc/x` must name a file beside the machine file"),
+            ("x86_64-xen4.17", "xen-cmdline = \"loglvl=all\"", "xen-cmdline = \"loglvl=all\"\nxen-config = \"../etc/x\"", "ci/machines/x86_64-xen4.17.toml:9:14: xen-config `../etc/x` is no file of the checkout"),
+            ("x86_64-xen4.17", "xen-cmdline = \"loglvl=all\"", "xen-cmdline = \"loglvl=all\"\nxen-config = \"ci/machines/missing.config\"", "ci/machines/x86_64-xen4.17.toml:9:14: xen-config `ci/machines/missing.config` is no file of the checkout"),
         ];
         for (name, from, to, want) in cases {
             assert!(GOOD.contains(from), "case {from:?} does not apply");

@@ -159,7 +159,7 @@ mod tests {
                 "summary = \"s\"\narch = \"x86_64\"\nxen = \"{xen}\"\npackages = \"p\"\nvariants = [\"x86_64-pv\"]\nqemu-machine = \"q35\"\nqemu-cpu = \"max\"\nxen-cmdline = \"\"\n"
             );
             let path = format!("ci/machines/x86_64-xen{xen}.toml");
-            crate::boot::machines::parse(Path::new(&path), &src, &|_| true).unwrap()
+            crate::boot::machines::parse(Path::new(&path), &src, &|_| true, &|_| true).unwrap()
         };
         let machines = [machine("4.17"), machine("4.20")];
         let recipe = |name: &str, bound: &str| {
