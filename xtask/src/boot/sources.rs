@@ -1,5 +1,5 @@
 //! File sources of scenarios: what a recipe's boot test names (`artifact`,
-//! `artifact:NAME[/FILE]`, `machine:guest-kernel`, `deb:PKG:/path`, a recipe file) turned
+//! `artifact:NAME[/FILE][@VARIANT]`, `machine:guest-kernel`, `deb:PKG:/path`, a recipe file) turned
 //! into host paths, and which recipes a test needs built first.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +19,8 @@ pub fn artifact_refs(t: &BootTest) -> Vec<String> {
         if src == "artifact" {
             out.push(t.recipe.clone());
         } else if let Some(name) = src.strip_prefix("artifact:") {
-            out.push(name.split('/').next().unwrap_or(name).to_string());
+            let name = name.split(['/', '@']).next().unwrap_or(name);
+            out.push(name.to_string());
         }
     };
     if let Some(k) = default_kernel(t) {
@@ -51,7 +52,8 @@ pub fn default_kernel(t: &BootTest) -> Option<&str> {
 
 /// Turns a file source of a scenario into a host path. The forms:
 /// `artifact` (this recipe's image for the scenario's variant), `artifact:NAME`,
-/// `artifact:NAME/FILE` (one of the files a recipe's variant installs),
+/// `artifact:NAME/FILE` (one of the files a recipe's variant installs), either with
+/// `@VARIANT` for another variant's (`artifact:pvgrub@x86_32-pv`),
 /// `machine:guest-kernel` / `machine:guest-initrd` (the Debian kernel and a tiny busybox
 /// initramfs), `deb:PACKAGE:/path` (a file from a pinned package; `*` allowed in the last
 /// component), or a path relative to the recipe folder.
@@ -63,6 +65,14 @@ pub fn source(
     src: &str,
 ) -> Result<PathBuf> {
     let image = |name: &str| -> Result<PathBuf> {
+        let (name, variant) = match name.split_once('@') {
+            Some((n, v)) => (
+                n,
+                v.parse::<crate::variant::Variant>()
+                    .map_err(|e| anyhow::anyhow!("`{src}`: {e}"))?,
+            ),
+            None => (name, t.variant),
+        };
         let (recipe, file) = match name.split_once('/') {
             Some((r, f)) => (r, Some(f)),
             None => (name, None),
@@ -73,18 +83,17 @@ pub fn source(
             .find(|r| r.name == recipe)
             .with_context(|| format!("no recipe named `{recipe}`"))?;
         let out = r
-            .output(t.variant)
-            .with_context(|| format!("recipe `{recipe}` does not build {}", t.variant))?;
+            .output(variant)
+            .with_context(|| format!("recipe `{recipe}` does not build {variant}"))?;
         let file = match file {
             None => out.file.as_str(),
             Some(f) if out.files().any(|o| o == f) => f,
             Some(f) => bail!(
-                "`{src}`: recipe `{recipe}` installs no `{f}` for {} (it installs {})",
-                t.variant,
+                "`{src}`: recipe `{recipe}` installs no `{f}` for {variant} (it installs {})",
                 out.files().collect::<Vec<_>>().join(", ")
             ),
         };
-        Ok(ws.target.join("images").join(t.variant.as_str()).join(file))
+        Ok(ws.target.join("images").join(variant.as_str()).join(file))
     };
     if src == "artifact" {
         return image(&t.recipe);
