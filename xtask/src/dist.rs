@@ -213,15 +213,7 @@ fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
     for path in paths {
         let text = fs_err::read_to_string(&path)?;
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-        let set: Set = toml::from_str(&text).map_err(|e| {
-            let at = e.span().map_or(String::new(), |s| {
-                let before = &text[..s.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!(":{line}:{col}")
-            });
-            anyhow::anyhow!("{}{at}: {}", rel.display(), e.message().trim_end())
-        })?;
+        let set: Set = recipe::from_toml(&rel, &text)?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         if stem.as_deref() != Some(set.name.as_str()) {
             bail!(

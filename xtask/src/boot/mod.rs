@@ -95,8 +95,9 @@ impl Scenario {
 }
 
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcome>> {
-    let specs = machines::select(machines::load_all(ws)?, flags.machine.as_deref())?;
-    let plan = collect(ws, names, flags.variant, &specs)?;
+    let all = machines::load_all(ws)?;
+    let specs = machines::select(all.clone(), flags.machine.as_deref())?;
+    let plan = collect(ws, names, flags.variant, &all, &specs)?;
     if plan.iter().all(|(_, tests)| tests.is_empty()) {
         bail!("no boot test matches");
     }
@@ -177,11 +178,13 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
 }
 
 /// The selected recipes' boot tests (and the self-test when no recipe is named, or when
-/// `selftest` is), per machine that runs them. A test no machine can run is an error.
+/// `selftest` is), per selected machine (`specs`) that runs them. A test that none of `all`
+/// the machines can run is an error.
 fn collect(
     ws: &Workspace,
     names: &[String],
     variant: Option<Variant>,
+    all: &[machines::Spec],
     specs: &[machines::Spec],
 ) -> Result<Vec<(machines::Spec, Vec<BootTest>)>> {
     let want_selftest = names.is_empty() || names.iter().any(|n| n == "selftest");
@@ -204,7 +207,6 @@ fn collect(
         }
     }
     tests.retain(|t| variant.is_none_or(|v| v == t.variant));
-    let all = machines::load_all(ws)?;
     for t in &tests {
         if !all.iter().any(|m| m.runs(t)) {
             bail!(
