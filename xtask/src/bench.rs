@@ -103,6 +103,8 @@ struct BuildFigure {
 struct ImageFigure {
     recipe: String,
     variant: String,
+    /// The Xen release it is built for, if its recipe builds one per release.
+    xen_release: Option<String>,
     file: String,
     bytes: u64,
 }
@@ -132,6 +134,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
                 &one,
                 &build::Flags {
                     variant: None,
+                    xen_release: None,
                     offline: false,
                     fresh,
                 },
@@ -148,6 +151,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
         images.extend(arts.into_iter().map(|a| ImageFigure {
             recipe: a.recipe,
             variant: a.variant.as_str().into(),
+            xen_release: a.xen_release,
             file: a.file,
             bytes: a.size,
         }));
@@ -244,6 +248,7 @@ fn everything(
             &names,
             &build::Flags {
                 variant: None,
+                xen_release: None,
                 offline: false,
                 fresh,
             },

@@ -296,6 +296,11 @@ fn merge_tree(base: &Path, dir: &Path, root: &Path) -> Result<()> {
         let dest = root.join(merged_path(rel));
         let meta = e.metadata()?;
         let ft = meta.file_type();
+        // Debian 13's base-files ships `/bin -> usr/bin` and the like itself: the root has
+        // those links already.
+        if ft.is_symlink() && MERGED.iter().any(|d| rel == Path::new(d)) {
+            continue;
+        }
         if ft.is_dir() {
             if dest
                 .symlink_metadata()

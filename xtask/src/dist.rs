@@ -47,6 +47,10 @@ pub struct Flags {
     /// /usr/lib/xen-<release>/boot) or fedora (/usr/libexec/xen/boot).
     #[arg(long, value_enum, default_value_t)]
     pub layout: Layout,
+    /// Of the images built per Xen release, only this release's. The upstream and fedora
+    /// layouts have one folder for every release, so a set with images for several needs it.
+    #[arg(long)]
+    pub xen_release: Option<String>,
     /// Overrides the set's install prefix (default `/usr`).
     #[arg(long)]
     pub prefix: Option<String>,
@@ -156,6 +160,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
         &recipes,
         &builders::Flags {
             variant: None,
+            xen_release: None,
             offline: flags.offline,
             fresh: false,
         },
@@ -274,9 +279,10 @@ impl Dirs {
         })
     }
 
-    /// The folder (relative to `/`) an image of `recipe` installs into.
-    fn of(&self, recipe: &recipe::Recipe) -> String {
-        match (&recipe.xen_release, self.per_release) {
+    /// The folder (relative to `/`) an image built for Xen release `xen` (None: for every
+    /// release) installs into.
+    fn of(&self, xen: Option<&str>) -> String {
+        match (xen, self.per_release) {
             (Some(r), true) => format!("{}/lib/xen-{r}/boot", self.prefix)
                 .trim_start_matches('/')
                 .to_string(),
@@ -293,13 +299,15 @@ struct Installed<'a> {
     art: &'a crate::builders::manifest::Artifact,
 }
 
-/// The set's image files as `dirs` lays them out, each checked against the manifest.
+/// The set's image files as `dirs` lays them out, each checked against the manifest: of
+/// an image built per Xen release, every release's (only `xen`'s if given).
 fn images<'a>(
     ws: &'a Workspace,
     manifest: &'a Manifest,
     path: &Path,
     set: &Set,
     dirs: &Dirs,
+    xen: Option<&str>,
 ) -> Result<Vec<Installed<'a>>> {
     let mut out: Vec<Installed> = Vec::new();
     for f in &set.files {
@@ -317,57 +325,86 @@ fn images<'a>(
             )
         })?;
         let want = f.file.as_deref().unwrap_or(&main.file);
-        let art = manifest
-            .artifacts
-            .iter()
-            .find(|a| a.recipe == f.recipe && a.variant == f.variant && a.file == want)
-            .with_context(|| {
-                format!(
-                    "{}: no built {} {} file `{want}`",
-                    path.display(),
-                    f.recipe,
-                    f.variant
-                )
-            })?;
-        let name = f.install_as.clone().unwrap_or_else(|| art.file.clone());
+        let name = f.install_as.clone().unwrap_or_else(|| want.to_string());
         if name.contains('/') || name.is_empty() {
             bail!(
                 "{}: install-as `{name}` must be a plain file name",
                 path.display()
             );
         }
-        let host = ws
-            .target
-            .join("images")
-            .join(art.variant.as_str())
-            .join(&art.file);
-        let dest = format!("{}/{name}", dirs.of(recipe));
-        if out.iter().any(|i| i.dest == dest) {
-            bail!("{}: two files install as /{dest}", path.display());
+        if let Some(r) =
+            xen.filter(|r| !recipe.xen_releases.is_empty() && !recipe.xen_releases.contains_key(*r))
+        {
+            bail!(
+                "{}: {} is not built for Xen {r} (its recipe builds {})",
+                path.display(),
+                f.recipe,
+                recipe
+                    .xen_releases
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
-        out.push(Installed {
-            dest,
-            host,
-            recipe,
-            art,
-        });
+        for build in recipe.xen_builds() {
+            if build.is_some() && xen.is_some() && build != xen {
+                continue;
+            }
+            let art = manifest
+                .artifacts
+                .iter()
+                .find(|a| {
+                    a.recipe == f.recipe
+                        && a.variant == f.variant
+                        && a.xen_release.as_deref() == build
+                        && a.file == want
+                })
+                .with_context(|| {
+                    format!(
+                        "{}: no built {} {} file `{want}`{}",
+                        path.display(),
+                        f.recipe,
+                        f.variant,
+                        build.map_or(String::new(), |r| format!(" for Xen {r}"))
+                    )
+                })?;
+            let dest = format!("{}/{name}", dirs.of(build));
+            if let Some(other) = out.iter().find(|i| i.dest == dest) {
+                let hint = match (build, &other.art.xen_release) {
+                    (Some(a), Some(b)) if !dirs.per_release => format!(
+                        ": {} is built for Xen {b} and {a}, and this layout has one folder for every release; pick one with --xen-release",
+                        f.recipe
+                    ),
+                    _ => String::new(),
+                };
+                bail!("{}: two files install as /{dest}{hint}", path.display());
+            }
+            out.push(Installed {
+                dest,
+                host: ws.target.join("images").join(art.rel_path()),
+                recipe,
+                art,
+            });
+        }
     }
     Ok(out)
 }
 
-/// The image files of distribution set `name` as `layout` installs them: (path relative
-/// to `/`, built file). For boot scenarios that install a set into the test dom0; the
-/// images must be built.
+/// The image files of distribution set `name` as `layout` installs them for a host of Xen
+/// release `xen`: (path relative to `/`, built file). For boot scenarios that install a set
+/// into the test dom0; the images must be built.
 pub fn installed_images(
     ws: &Workspace,
     name: &str,
     layout: Layout,
+    xen: &str,
 ) -> Result<Vec<(String, PathBuf)>> {
     let sets = load_sets(&ws.root, &[name.to_string()])?;
     let (path, set) = sets.first().context("no such set")?;
     let manifest = Manifest::load(&ws.target.join("images"))?;
     let dirs = Dirs::new(set, layout, None, None)?;
-    Ok(images(ws, &manifest, path, set, &dirs)?
+    Ok(images(ws, &manifest, path, set, &dirs, Some(xen))?
         .into_iter()
         .map(|i| (i.dest, i.host))
         .collect())
@@ -411,7 +448,7 @@ fn package(
         host,
         recipe,
         art,
-    } in images(ws, manifest, path, set, &dirs)?
+    } in images(ws, manifest, path, set, &dirs, flags.xen_release.as_deref())?
     {
         let (sha, size) = fsx::sha256_file(&host)?;
         if sha != art.sha256 {
@@ -421,7 +458,7 @@ fn package(
             );
         }
         tree.add_host_file(&dest, &host, 0o644)?;
-        envs.insert(art.build_env.clone());
+        envs.extend(art.build_envs.iter().cloned());
         licences.insert(recipe.licence.clone());
         let inputs = ws
             .recipe_blobs(recipe)?
@@ -439,7 +476,7 @@ fn package(
             recipe: art.recipe.clone(),
             variant: art.variant,
             licence: recipe.licence.clone(),
-            xen_release: recipe.xen_release.clone(),
+            xen_release: art.xen_release.clone(),
             xen: art.xen.clone(),
             inputs,
         });
@@ -481,10 +518,14 @@ fn package(
     };
     let man_text = serde_json::to_string_pretty(&dm)? + "\n";
     tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
-    let stem = match flags.layout {
+    let mut stem = match flags.layout {
         Layout::Upstream => format!("{}-{}-{}", set.name, set.version, set.arch),
         other => format!("{}-{}-{}-{other}", set.name, set.version, set.arch),
     };
+    // Packages of one set for different Xen releases must not overwrite each other.
+    if let Some(r) = &flags.xen_release {
+        stem += &format!("-xen{r}");
+    }
     let tarball = out_dir.join(format!("{stem}.tar.gz"));
     let bytes = tree.to_bytes(stubdoms_archive::Format::TarGz, manifest.source_date_epoch)?;
     fsx::write_atomic(&tarball, &bytes)?;
@@ -530,17 +571,10 @@ mod tests {
         .unwrap()
     }
 
-    fn recipe(bound: &str) -> recipe::Recipe {
-        let src = format!(
-            "name = \"r\"\nsummary = \"s\"\nkind = \"rust\"\nlicence = \"MIT\"\n{bound}[variants.x86_64-pv]\nfile = \"a\"\n"
-        );
-        recipe::parse(Path::new("stubdoms/r/stubdom.toml"), &src).unwrap()
-    }
-
     /// Where each layout puts an image bound to Xen 4.17 and one that is not.
     #[test]
     fn layouts_place_images_where_each_toolstack_looks() {
-        let (free, bound) = (recipe(""), recipe("xen-release = \"4.17\"\n"));
+        let (free, bound) = (None, Some("4.17"));
         let cases = [
             (
                 Layout::Upstream,
@@ -575,8 +609,8 @@ mod tests {
         ];
         for (layout, prefix, want_free, want_bound) in cases {
             let dirs = Dirs::new(&set(), layout, prefix, None).unwrap();
-            assert_eq!(dirs.of(&free), want_free, "{layout} {prefix:?}");
-            assert_eq!(dirs.of(&bound), want_bound, "{layout} {prefix:?}");
+            assert_eq!(dirs.of(free), want_free, "{layout} {prefix:?}");
+            assert_eq!(dirs.of(bound), want_bound, "{layout} {prefix:?}");
         }
         let err = Dirs::new(&set(), Layout::Upstream, Some("/usr/../etc"), None);
         assert!(err.is_err());

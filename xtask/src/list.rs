@@ -13,14 +13,15 @@ pub fn run(ws: &Workspace) -> Result<()> {
                 .iter()
                 .filter(|t| t.variant == *variant)
                 .count();
-            let mut files = vec![out.file.clone()];
-            files.extend(out.extra_files.iter().cloned());
-            println!(
-                "    {:<11} target/images/{variant}/{}  ({tests} boot test{})",
-                variant.as_str(),
-                files.join(" + "),
-                if tests == 1 { "" } else { "s" }
-            );
+            let files: Vec<&str> = out.files().collect();
+            for xen in r.xen_builds() {
+                println!(
+                    "    {:<11} target/images/{}  ({tests} boot test{})",
+                    variant.as_str(),
+                    crate::builders::image_path(*variant, xen, &files.join(" + ")),
+                    if tests == 1 { "" } else { "s" }
+                );
+            }
         }
     }
     Ok(())

@@ -48,11 +48,12 @@ struct RawRecipe {
     licence: String,
     #[serde(default)]
     inputs: Vec<Spanned<String>>,
-    /// The Xen release whose libraries the images are built against (MAJOR.MINOR): they work
-    /// with that release only, are boot-tested on its machines only, and install where its
-    /// toolstack looks. None: the images use only Xen's stable interfaces.
+    /// Images bound to a Xen release: release (MAJOR.MINOR, quoted) -> the build environment
+    /// whose Xen libraries that release's image links against. One image per release, each
+    /// boot-tested on that release's machines only and installed where its toolstack looks.
+    /// Empty: one image, using only Xen's stable interfaces.
     #[serde(default)]
-    xen_release: Option<Spanned<String>>,
+    xen_releases: BTreeMap<String, Spanned<String>>,
     // Not `Spanned`: a table made implicitly by `[variants.NAME]` headers carries no span.
     variants: BTreeMap<Variant, RawVariant>,
     #[serde(default, rename = "boot-test")]
@@ -123,6 +124,10 @@ struct RawBootTest {
     /// that check the toolstack finds the images by itself).
     #[serde(default)]
     installed: Option<DistInstall>,
+    /// Of the owner's `xen-releases`, the ones this scenario runs on (default: all); the
+    /// recipe says why a release is left out.
+    #[serde(default)]
+    xen_releases: Option<Spanned<Vec<String>>>,
 }
 
 /// A distribution set (`images/SET.toml`) installed into the test dom0.
@@ -266,8 +271,9 @@ pub struct Recipe {
     pub inputs: Vec<String>,
     pub variants: BTreeMap<Variant, VariantOutput>,
     pub boot_tests: Vec<BootTest>,
-    /// See `xen-release`: the one Xen release the images work with, if they are bound to one.
-    pub xen_release: Option<String>,
+    /// See `xen-releases`: Xen release -> build environment with its libraries; empty for
+    /// images that work with every release.
+    pub xen_releases: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -309,14 +315,24 @@ pub struct BootTest {
     pub dom0_expect: Vec<regex::Regex>,
     pub timeout: u64,
     pub must_fail: Option<regex::Regex>,
-    /// The owner's `xen-release`: the scenario runs on machines of that release only.
-    pub xen_release: Option<String>,
+    /// The owner's `xen-releases`: the scenario runs on machines of those releases only (on
+    /// each with that release's image); empty: on every release.
+    pub xen_releases: Vec<String>,
     pub installed: Option<DistInstall>,
 }
 
 impl Recipe {
     pub fn output(&self, variant: Variant) -> Option<&VariantOutput> {
         self.variants.get(&variant)
+    }
+
+    /// The builds of each variant: one per Xen release in `xen-releases`, or one for all.
+    pub fn xen_builds(&self) -> Vec<Option<&str>> {
+        if self.xen_releases.is_empty() {
+            vec![None]
+        } else {
+            self.xen_releases.keys().map(|r| Some(r.as_str())).collect()
+        }
     }
 }
 
@@ -424,17 +440,18 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         inputs.push(input.into_inner());
     }
 
-    if let Some(r) = &raw.xen_release {
-        if !is_xen_release(r.get_ref()) {
+    let mut xen_releases = BTreeMap::new();
+    for (release, env) in raw.xen_releases {
+        if !is_xen_release(&release) {
             bail!(
-                "{}: xen-release `{}`: write the Xen release as MAJOR.MINOR, such as 4.17",
-                loc.at(r.span()),
-                r.get_ref()
+                "{}: xen-releases: `{release}` is not a Xen release: write it as MAJOR.MINOR in quotes, such as \"4.17\"",
+                loc.at(env.span())
             );
         }
+        xen_releases.insert(release, env.into_inner());
     }
-    let xen_release = raw.xen_release.map(Spanned::into_inner);
-    let boot_tests = validate_tests(raw.boot_tests, &loc, name, xen_release.as_deref(), &|v| {
+    let releases: Vec<String> = xen_releases.keys().cloned().collect();
+    let boot_tests = validate_tests(raw.boot_tests, &loc, name, &releases, &|v| {
         variants.contains_key(&v)
     })?;
 
@@ -448,7 +465,7 @@ pub fn parse(path: &Path, src: &str) -> Result<Recipe> {
         inputs,
         variants,
         boot_tests,
-        xen_release,
+        xen_releases,
     })
 }
 
@@ -466,7 +483,7 @@ fn validate_tests(
     raw: Vec<RawBootTest>,
     loc: &Locator,
     owner: &str,
-    xen_release: Option<&str>,
+    xen_releases: &[String],
     builds: &dyn Fn(Variant) -> bool,
 ) -> Result<Vec<BootTest>> {
     let mut boot_tests: Vec<BootTest> = Vec::new();
@@ -484,6 +501,19 @@ fn validate_tests(
                 loc.at(t.name.span())
             );
         }
+        let releases = match &t.xen_releases {
+            None => xen_releases.to_vec(),
+            Some(list) => {
+                if let Some(bad) = list.get_ref().iter().find(|r| !xen_releases.contains(r)) {
+                    bail!(
+                        "{}: boot-test `{test_name}`: xen-releases names {bad}, which the recipe's `xen-releases` does not build ({})",
+                        loc.at(list.span()),
+                        if xen_releases.is_empty() { "none".to_string() } else { xen_releases.join(", ") }
+                    );
+                }
+                list.get_ref().clone()
+            }
+        };
         let variant = *t.variant.get_ref();
         if !builds(variant) {
             bail!(
@@ -577,7 +607,7 @@ fn validate_tests(
             dom0_expect,
             timeout: t.timeout,
             must_fail: t.must_fail.as_ref().map(re).transpose()?,
-            xen_release: xen_release.map(str::to_string),
+            xen_releases: releases,
             installed: t.installed,
         });
     }
@@ -606,7 +636,7 @@ pub fn parse_scenarios(path: &Path, src: &str, owner: &str) -> Result<Vec<BootTe
             );
         }
     }
-    validate_tests(raw.boot_tests, &loc, owner, None, &|_| true)
+    validate_tests(raw.boot_tests, &loc, owner, &[], &|_| true)
 }
 
 /// An xl.cfg key: letters, digits and `_`.
@@ -777,8 +807,18 @@ timeout = 30
             ),
             (
                 "inputs = [\"libxen-dev\"]",
-                "inputs = [\"libxen-dev\"]\nxen-release = \"4\"",
-                "stubdoms/demo/stubdom.toml:7:15: xen-release `4`: write the Xen release as MAJOR.MINOR",
+                "inputs = [\"libxen-dev\"]\nxen-releases = { \"4\" = \"bookworm-build\" }",
+                "stubdoms/demo/stubdom.toml:7:24: xen-releases: `4` is not a Xen release: write it as MAJOR.MINOR in quotes",
+            ),
+            (
+                "inputs = [\"libxen-dev\"]",
+                "inputs = [\"libxen-dev\"]\nxen-releases = { 4.17 = \"bookworm-build\" }",
+                "stubdoms/demo/stubdom.toml:7:",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nxen-releases = [\"4.17\"]",
+                "stubdoms/demo/stubdom.toml:16:16: boot-test `greets`: xen-releases names 4.17, which the recipe's `xen-releases` does not build (none)",
             ),
             (
                 "timeout = 30",

@@ -167,7 +167,7 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
     let [a, b] = [&outs[0], &outs[1]];
     let mut files: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
     for art in Manifest::load(&a.join("images"))?.artifacts {
-        let rel = format!("{}/{}", art.variant, art.file);
+        let rel = art.rel_path();
         files.insert(
             format!("images/{rel}"),
             (a.join("images").join(&rel), b.join("images").join(&rel)),

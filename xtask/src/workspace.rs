@@ -43,13 +43,18 @@ impl Workspace {
         Ok(ws)
     }
 
-    /// Every recipe input must name an entry of inputs.lock.
+    /// Every recipe input and build environment must name an entry of inputs.lock.
     fn check_inputs(&self) -> Result<()> {
         for r in &self.recipes {
             for input in &r.inputs {
                 self.lock
                     .resolve(input)
                     .with_context(|| format!("{}: input `{input}`", r.path.display()))?;
+            }
+            for (release, env) in &r.xen_releases {
+                self.lock.env(env).with_context(|| {
+                    format!("{}: xen-releases: Xen {release}", r.path.display())
+                })?;
             }
         }
         Ok(())

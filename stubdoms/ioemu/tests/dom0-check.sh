@@ -25,7 +25,12 @@ dm_log() { sed 's/^/dm-log: /' "/var/log/xen/qemu-dm-$NAME.log" 2>/dev/null; }
 fail() {
   echo "FAILED: $*"
   [ -n "$dhcpd" ] && kill "$dhcpd" 2>/dev/null
-  for f in /var/log/xen/*.log; do sed "s|^|$(basename "$f"): |" "$f"; done
+  # The stub domain's devices as last seen while it was starting (libxl destroys a stub
+  # domain that does not start in time).
+  [ -f stub-xenstore.txt ] && sed 's/^/xenstore: /' stub-xenstore.txt
+  for f in /var/log/xen/*.log /var/log/xen/console/*.log; do
+    [ -f "$f" ] && sed "s|^|$(basename "$f"): |" "$f"
+  done
   exit 1
 }
 # The scenario's timeout sends TERM: show the logs before going.
@@ -50,7 +55,23 @@ wait_for 60 stub_id || fail "no stub domain for domain $DOMID"
 echo "stub domain $stub for guest $DOMID"
 
 dm=/local/domain/$stub/device-model/$DOMID
-is_running() { [ "$(xenstore-read "$dm/state" 2>/dev/null)" = running ]; }
+# While waiting, keep a view of the stub domain every 2 s for the failure report.
+polls=0
+is_running() {
+  [ "$(xenstore-read "$dm/state" 2>/dev/null)" = running ] && return 0
+  polls=$((polls + 1))
+  [ $((polls % 10)) -eq 1 ] || return 1
+  {
+    timeout 5 xl list 2>&1
+    for p in "/local/domain/$stub/device" "/local/domain/0/backend/console/$stub" \
+      "/local/domain/0/device-model/$stub" "/local/domain/$stub/console"; do
+      xenstore-ls -f "$p" 2>/dev/null | grep -E '/(state|output|type|tty|ring-ref|port) '
+    done
+  } > stub-xenstore.new
+  # Only a view of the live domain: libxl tears it down when it gives up.
+  if grep -q "/device/" stub-xenstore.new; then mv stub-xenstore.new stub-xenstore.txt; fi
+  return 1
+}
 wait_for 90 is_running || fail "$dm/state is '$(xenstore-read "$dm/state" 2>&1)'"
 echo "device model state running after $(since) s"
 timeout 10 xl list | awk -v n="$NAME-dm" '$1 == n { print "stub domain memory " $3 " MiB, vcpus " $4 }'

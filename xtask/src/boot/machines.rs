@@ -74,7 +74,8 @@ impl Spec {
     /// Whether the machine runs the scenario: its variant, and its owner's Xen release if
     /// the owner is bound to one.
     pub fn runs(&self, t: &crate::recipe::BootTest) -> bool {
-        self.variants.contains(&t.variant) && t.xen_release.as_ref().is_none_or(|r| *r == self.xen)
+        self.variants.contains(&t.variant)
+            && (t.xen_releases.is_empty() || t.xen_releases.contains(&self.xen))
     }
 }
 

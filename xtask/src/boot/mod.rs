@@ -119,6 +119,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
             &needed,
             &build::Flags {
                 variant: None,
+                xen_release: None,
                 offline: flags.offline,
                 fresh: false,
             },
@@ -214,9 +215,11 @@ fn collect(
                 t.recipe,
                 t.name,
                 t.variant,
-                t.xen_release
-                    .as_ref()
-                    .map_or(String::new(), |r| format!(" on Xen {r}")),
+                if t.xen_releases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on Xen {}", t.xen_releases.join(" or "))
+                },
                 machines::DIR
             );
         }
@@ -277,7 +280,7 @@ fn resolve(
         disks.push((d.vdev.clone(), img));
     }
     let installed = match &test.installed {
-        Some(i) => crate::dist::installed_images(ws, &i.set, i.layout)
+        Some(i) => crate::dist::installed_images(ws, &i.set, i.layout, &m.spec.xen)
             .with_context(|| format!("{id}: installing set {} ({} layout)", i.set, i.layout))?,
         None => Vec::new(),
     };

@@ -93,7 +93,12 @@ pub fn source(
                 out.files().collect::<Vec<_>>().join(", ")
             ),
         };
-        Ok(ws.target.join("images").join(variant.as_str()).join(file))
+        // An image built per Xen release: the machine's release's.
+        let xen = (!r.xen_releases.is_empty()).then_some(m.spec.xen.as_str());
+        Ok(ws
+            .target
+            .join("images")
+            .join(crate::builders::image_path(variant, xen, file)))
     };
     if src == "artifact" {
         return image(&t.recipe);

@@ -4,11 +4,16 @@
 //! - the kernel: upstream Linux from Debian's orig tarball, `allnoconfig` plus the recipe's
 //!   `linux.config` fragment, a gzip bzImage (the variant's first extra file);
 //! - QEMU: Debian's source with its patch series (the 7.2 stable series), configured with the
-//!   recipe's `qemu-configure.args` with the device set of `qemu-devices.mak`, against the
-//!   pinned `libxen-dev`;
+//!   recipe's `qemu-configure.args` with the device set of `qemu-devices.mak`, in the build
+//!   environment of the image's Xen release (`xen-releases` in the recipe), against its
+//!   `libxen-dev`;
 //! - the rootfs (the variant's file): the Rust `/init` (`stubdoms/ioemu/init`, static), QEMU,
-//!   the libraries its ELF headers name (from the pinned runtime packages, never the host's),
-//!   and the option ROMs, as a deterministic cpio.gz.
+//!   the libraries its ELF headers name (from the packages of the environment QEMU was built
+//!   in, so the versions match by construction; never the host's), and the option ROMs, as a
+//!   deterministic cpio.gz.
+//!
+//! The kernel and the init do not depend on the Xen release: they build in the main build
+//! environment once and serve every release's image.
 //!
 //! Reproducible because: source and build paths are mapped out of every object
 //! (`-ffile-prefix-map`, `--remap-path-prefix`), Kbuild's user, host and time are fixed,
@@ -18,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use stubdoms_archive::{ExtractOptions, Format, Tree};
+use stubdoms_archive::{Format, Tree};
 
 use super::Job;
 use crate::cache::Cache;
@@ -35,6 +40,8 @@ const PREPARE: &str = "ioemu-prepare-1";
 const LINUX_BUILD: &str = "ioemu-linux-4";
 /// See [`LINUX_BUILD`].
 const QEMU_BUILD: &str = "ioemu-qemu-4";
+/// The recipe's kernel patches (`*.patch`, applied in name order to the upstream tarball).
+const LINUX_PATCHES: &str = "linux-patches";
 /// The recipe's QEMU device set, installed in the source as the `stubdoms` device config.
 const QEMU_DEVICES: &str = "qemu-devices.mak";
 /// QEMU's path inside the rootfs; the init starts it from there.
@@ -76,14 +83,26 @@ pub fn build(job: &Job) -> Result<()> {
             job.recipe.path.display()
         );
     };
-    Debs::check_same_as(job)?;
-    let debs = Debs::new(job)?;
+    let Some(xen) = job.xen else {
+        bail!(
+            "{}: the ioemu image links against one Xen release's libraries: name the releases and their build environments in `xen-releases`",
+            job.recipe.path.display()
+        );
+    };
+    let debs = Debs::new(job, xen.root)?;
     let orig = source_blob(job, "linux", ".orig.tar.xz")?;
     let fragment = read(&job.recipe.dir.join("linux.config"))?;
+    let linux_patches = super::key::tree_hash(&job.recipe.dir.join(LINUX_PATCHES))?;
     let kernel = part(
         job,
         "linux",
-        &[LINUX_BUILD, &orig.sha256, &fragment, &job.root.key],
+        &[
+            LINUX_BUILD,
+            &orig.sha256,
+            &linux_patches,
+            &fragment,
+            &job.root.key,
+        ],
         || build_kernel(job),
     )?;
     fsx::copy_atomic(&kernel, &job.extra_output(kernel_name)?)?;
@@ -99,9 +118,9 @@ pub fn build(job: &Job) -> Result<()> {
         }
     }
     // The compiler, meson and the libraries QEMU links against (Xen's among them).
-    qemu_key.push(job.root.key.clone());
+    qemu_key.push(xen.root.key.clone());
     let qemu_key: Vec<&str> = qemu_key.iter().map(String::as_str).collect();
-    let qemu = part(job, "qemu", &qemu_key, || build_qemu(job))?;
+    let qemu = part(job, "qemu", &qemu_key, || build_qemu(job, xen.root))?;
     let init = build_init(job)?;
     let rootfs = rootfs(job, &debs, &qemu, &init)?;
     fsx::write_atomic(&job.output(), &rootfs)
@@ -142,50 +161,35 @@ fn part(
     Ok(stored)
 }
 
-/// The recipe's binary packages, unpacked, by name.
+/// The packages the rootfs takes files from, unpacked, by name: those of QEMU's build
+/// environment (its libraries) and the recipe's binary inputs (the option ROMs).
 struct Debs {
     roots: BTreeMap<String, PathBuf>,
 }
 
 impl Debs {
-    fn new(job: &Job) -> Result<Debs> {
+    fn new(job: &Job, qemu_root: &crate::buildenv::Root) -> Result<Debs> {
         let mut roots = BTreeMap::new();
+        let env = job.ws.lock.env(&qemu_root.name)?;
+        for (d, blob) in env.debs.iter().zip(env.blobs()?) {
+            roots.insert(d.name.clone(), job.cache.unpacked_deb(&blob)?);
+        }
         for input in &job.recipe.inputs {
             if let crate::lock::Resolved::Debs(debs) = job.ws.lock.resolve(input)? {
                 for d in debs {
+                    if roots.contains_key(&d.name) {
+                        bail!(
+                            "{}: input `{}` is also in {}, where the rootfs takes its libraries from: drop it from `inputs`",
+                            job.recipe.path.display(),
+                            d.name,
+                            qemu_root.name
+                        );
+                    }
                     roots.insert(d.name.clone(), job.cache.unpacked_deb(&d.blob()?)?);
                 }
             }
         }
         Ok(Debs { roots })
-    }
-
-    /// The rootfs ships these packages' libraries, QEMU is compiled against the build
-    /// environment's: every package both have must be the same version in both, or QEMU
-    /// could need a symbol the rootfs lacks.
-    fn check_same_as(job: &Job) -> Result<()> {
-        for input in &job.recipe.inputs {
-            let crate::lock::Resolved::Debs(debs) = job.ws.lock.resolve(input)? else {
-                continue;
-            };
-            for d in debs {
-                let Some(env) = job.root.packages.iter().find(|p| p.name == d.name) else {
-                    continue;
-                };
-                let pin = d.pin()?;
-                if pin.version != env.version {
-                    bail!(
-                        "{}: the rootfs ships {} {}, but QEMU is compiled in {} against {}: run `cargo xtask pin` so both come from the same archive state",
-                        job.recipe.path.display(),
-                        d.name,
-                        pin.version,
-                        job.root.name,
-                        env.version
-                    );
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -219,11 +223,6 @@ fn prepared(
     Ok(dir.join("src"))
 }
 
-const STRIP_TOP: ExtractOptions = ExtractOptions {
-    strip_components: 1,
-    compression: None,
-};
-
 fn jobs() -> String {
     format!(
         "-j{}",
@@ -231,12 +230,14 @@ fn jobs() -> String {
     )
 }
 
-/// The kernel: allnoconfig + `linux.config`, out of tree; returns the bzImage.
+/// The kernel: the upstream tarball with the recipe's `linux-patches/`, allnoconfig +
+/// `linux.config`, out of tree; returns the bzImage.
 fn build_kernel(job: &Job) -> Result<PathBuf> {
     let orig = source_blob(job, "linux", ".orig.tar.xz")?;
-    let src = prepared(job.cache, "linux", &[&orig.sha256], |src| {
-        stubdoms_archive::extract_tarball(&job.cache.get(orig)?, src, &STRIP_TOP)?;
-        Ok(())
+    let ours = job.recipe.dir.join(LINUX_PATCHES);
+    let patches_key = super::key::tree_hash(&ours)?;
+    let src = prepared(job.cache, "linux", &[&orig.sha256, &patches_key], |src| {
+        crate::debsrc::unpack_upstream(job.root, &job.cache.get(orig)?, &ours, src, &job.staging)
     })?;
     let out = job.staging.join("linux");
     fs_err::create_dir_all(&out)?;
@@ -322,45 +323,27 @@ fn lost_settings(fragment: &str, config: &str) -> Vec<String> {
     lost
 }
 
-/// QEMU's source: the orig tarball with Debian's patch series applied in order.
+/// QEMU's source: the orig tarball with Debian's patch series, then the recipe's
+/// `patches/`, applied in order, and the recipe's device set.
 fn qemu_source(job: &Job) -> Result<PathBuf> {
     let orig = source_blob(job, "qemu", ".orig.tar.xz")?;
     let debian = source_blob(job, "qemu", ".debian.tar.xz")?;
-    let ours = own_patches(job)?;
-    let patches_key = super::key::tree_hash(&job.recipe.dir.join("patches"))?;
+    let ours = job.recipe.dir.join("patches");
+    let patches_key = super::key::tree_hash(&ours)?;
     let devices = read(&job.recipe.dir.join(QEMU_DEVICES))?;
     prepared(
         job.cache,
         "qemu",
         &[&orig.sha256, &debian.sha256, &patches_key, &devices],
         |src| {
-            stubdoms_archive::extract_tarball(&job.cache.get(orig)?, src, &STRIP_TOP)?;
-            stubdoms_archive::extract_tarball(
+            crate::debsrc::unpack_patched(
+                job.root,
+                &job.cache.get(orig)?,
                 &job.cache.get(debian)?,
-                &src.join("debian"),
-                &STRIP_TOP,
+                Some(&ours),
+                src,
+                &job.staging,
             )?;
-            let series = fs_err::read_to_string(src.join("debian/patches/series"))?;
-            let mut list: Vec<String> = series_entries(&series)
-                .into_iter()
-                .map(|p| format!("/src/debian/patches/{p}"))
-                .collect();
-            for p in &ours {
-                let name = p.file_name().unwrap_or_default().to_string_lossy();
-                list.push(format!("/recipe/patches/{name}"));
-            }
-            for p in &list {
-                let mut c = job
-                    .root
-                    .step()
-                    .rw(src, "/src")
-                    .ro(&job.recipe.dir, "/recipe")
-                    .cwd("/src")
-                    .command("patch")?;
-                c.args(["-p1", "-s", "-N", "--no-backup-if-mismatch", "-i", p]);
-                let name = p.rsplit('/').next().unwrap_or(p);
-                super::run_logged(&mut c, &job.staging, &format!("qemu patch {name}"))?;
-            }
             // configure only looks for device sets inside the source tree.
             fs_err::write(
                 src.join("configs/devices/i386-softmmu/stubdoms.mak"),
@@ -371,29 +354,6 @@ fn qemu_source(job: &Job) -> Result<PathBuf> {
     )
 }
 
-/// The recipe's own QEMU patches (`patches/*.patch`), applied after Debian's in name order.
-fn own_patches(job: &Job) -> Result<Vec<PathBuf>> {
-    let dir = job.recipe.dir.join("patches");
-    let Ok(entries) = fs_err::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
-/// Patch names of a quilt `series` file, in order (comments, blank lines and options out).
-fn series_entries(series: &str) -> Vec<&str> {
-    series
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter_map(|l| l.split_whitespace().next())
-        .collect()
-}
-
 /// Arguments of `qemu-configure.args`: one a line, `#` comments.
 fn configure_args(text: &str) -> Vec<&str> {
     text.lines()
@@ -402,10 +362,9 @@ fn configure_args(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// QEMU, configured with the recipe's arguments, compiled against the build environment's
-/// Xen headers and libraries (the same release's packages the rootfs ships); returns the
-/// stripped binary.
-fn build_qemu(job: &Job) -> Result<PathBuf> {
+/// QEMU, configured with the recipe's arguments, compiled in `root`, against its Xen
+/// headers and libraries (the packages the rootfs ships); returns the stripped binary.
+fn build_qemu(job: &Job, root: &crate::buildenv::Root) -> Result<PathBuf> {
     let src = qemu_source(job)?;
     let build = job.staging.join("qemu");
     fs_err::create_dir_all(&build)?;
@@ -413,8 +372,7 @@ fn build_qemu(job: &Job) -> Result<PathBuf> {
     let args_text = fs_err::read_to_string(&args_file)
         .with_context(|| format!("reading {}", args_file.display()))?;
     let step = || {
-        job.root
-            .step()
+        root.step()
             .ro(&src, "/src")
             .rw(&build, "/build")
             .cwd("/build")
@@ -484,6 +442,16 @@ fn rootfs(job: &Job, debs: &Debs, qemu: &Path, init: &Path) -> Result<Vec<u8>> {
         let host = union.file(package, path)?;
         tree.add_host_file(&format!("usr/share/qemu/{name}"), host, 0o644)?;
     }
+    // A merged-/usr release (Debian 13) has its libraries under /usr only, but the kernel
+    // looks for QEMU's interpreter where its ELF header says (/lib64/ld-linux-x86-64.so.2).
+    let (interp, _) =
+        crate::elfdeps::needs(&fs_err::read(qemu)?)?.context("QEMU is no ELF file")?;
+    if let Some(interp) = interp.map(|i| i.trim_start_matches('/').to_string()) {
+        if tree.get(&interp).is_none() {
+            let top = interp.split('/').next().unwrap_or_default();
+            tree.add_symlink(top, &format!("usr/{top}"))?;
+        }
+    }
     tree.to_bytes(Format::CpioGz, job.epoch)
         .context("writing the rootfs")
 }
@@ -506,15 +474,6 @@ mod tests {
             ]
         );
         assert!(lost_settings("CONFIG_XEN=y\n", "CONFIG_XEN=y\n").is_empty());
-    }
-
-    #[test]
-    fn series_keeps_patch_names_in_order() {
-        let series = "# upstream\nv7.2.1.diff\n\nv7.2.2.diff -p1\n  # gone.diff\nfix.patch # why\n";
-        assert_eq!(
-            series_entries(series),
-            ["v7.2.1.diff", "v7.2.2.diff", "fix.patch"]
-        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub fn build_key(
     ws: &Workspace,
     recipe: &Recipe,
     variant: Variant,
+    xen: Option<super::XenTarget>,
     inputs: &[Blob],
     root: &Root,
     epoch: u64,
@@ -53,6 +54,10 @@ pub fn build_key(
     // Steps see nothing but their root and what they declare, so the root's key stands for
     // every tool and library a build uses.
     field("root", root.key.as_bytes());
+    if let Some(x) = xen {
+        field("xen-release", x.release.as_bytes());
+        field("xen-root", x.root.key.as_bytes());
+    }
     Ok(k.finish())
 }
 
@@ -69,7 +74,11 @@ fn builder_source(kind: Kind) -> &'static str {
     match kind {
         Kind::Rust | Kind::C => include_str!("runtime.rs"),
         Kind::Pvgrub => concat!(include_str!("pvgrub.rs"), include_str!("../debsrc.rs")),
-        Kind::Ioemu => concat!(include_str!("ioemu.rs"), include_str!("../elfdeps.rs")),
+        Kind::Ioemu => concat!(
+            include_str!("ioemu.rs"),
+            include_str!("../elfdeps.rs"),
+            include_str!("../debsrc.rs")
+        ),
     }
 }
 

@@ -17,17 +17,36 @@ use crate::variant::Variant;
 pub struct Artifact {
     pub recipe: String,
     pub variant: Variant,
+    /// The Xen release it is built for, when its recipe builds one image per release.
+    pub xen_release: Option<String>,
     pub file: String,
     pub sha256: String,
     pub size: u64,
     pub build_key: String,
-    /// The build environment it was built in: a key of [`Manifest::environments`].
-    pub build_env: String,
+    /// The build environments it was built in (the first, then the one with its Xen
+    /// release's libraries, if any): keys of [`Manifest::environments`].
+    pub build_envs: Vec<String>,
     /// Input label -> sha256.
     pub inputs: BTreeMap<String, String>,
     /// The Xen releases it is boot-tested with: those of the test machines that run a boot
     /// test of its recipe and variant (empty: built and checked, not boot-tested).
     pub xen: Vec<String>,
+}
+
+impl Artifact {
+    /// Its path under `target/images/`.
+    pub fn rel_path(&self) -> String {
+        image_path(self.variant, self.xen_release.as_deref(), &self.file)
+    }
+}
+
+/// Where a built file lands under `target/images/`: `<variant>/<file>`, or
+/// `<variant>/xen-<release>/<file>` for an image bound to a Xen release.
+pub fn image_path(variant: Variant, xen: Option<&str>, file: &str) -> String {
+    match xen {
+        Some(r) => format!("{variant}/xen-{r}/{file}"),
+        None => format!("{variant}/{file}"),
+    }
 }
 
 /// A build environment as the manifest records it: enough to assemble the same root again
@@ -51,7 +70,7 @@ pub struct Manifest {
 }
 
 /// Bumped when the manifest's fields change.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 impl Manifest {
     pub fn load(images: &Path) -> Result<Manifest> {
@@ -75,7 +94,8 @@ impl Manifest {
         }
     }
 
-    /// Sets every artifact's [`Artifact::xen`] from the machines and the recipes' tests.
+    /// Sets every artifact's [`Artifact::xen`] from the machines and the recipes' tests (an
+    /// image built for one release is tested on that release's machines only).
     pub fn record_tested_with(&mut self, machines: &[Spec], recipes: &[Recipe]) {
         for a in &mut self.artifacts {
             let tests = recipes
@@ -85,7 +105,8 @@ impl Manifest {
                 .filter(|t| t.variant == a.variant);
             let mut xen: Vec<String> = Vec::new();
             for t in tests {
-                for m in machines.iter().filter(|m| m.runs(t)) {
+                let mine = |m: &&Spec| a.xen_release.as_ref().is_none_or(|r| *r == m.xen);
+                for m in machines.iter().filter(|m| m.runs(t)).filter(mine) {
                     if !xen.contains(&m.xen) {
                         xen.push(m.xen.clone());
                     }
@@ -96,14 +117,22 @@ impl Manifest {
         }
     }
 
-    /// Replaces every artifact of one recipe and variant (a build may install several
-    /// files, and a file the recipe no longer lists must not linger).
-    pub fn replace(&mut self, recipe: &str, variant: Variant, artifacts: Vec<Artifact>) {
-        self.artifacts
-            .retain(|o| !(o.recipe == recipe && o.variant == variant));
+    /// Replaces every artifact of one build (a build may install several files, and a file
+    /// the recipe no longer lists must not linger).
+    pub fn replace(
+        &mut self,
+        recipe: &str,
+        variant: Variant,
+        xen: Option<&str>,
+        artifacts: Vec<Artifact>,
+    ) {
+        self.artifacts.retain(|o| {
+            !(o.recipe == recipe && o.variant == variant && o.xen_release.as_deref() == xen)
+        });
         self.artifacts.extend(artifacts);
-        self.artifacts
-            .sort_by(|x, y| (x.variant, &x.file).cmp(&(y.variant, &y.file)));
+        self.artifacts.sort_by(|x, y| {
+            (x.variant, &x.xen_release, &x.file).cmp(&(y.variant, &y.xen_release, &y.file))
+        });
     }
 
     /// Records `root` as the environment its artifacts name, and drops environments no
@@ -119,7 +148,7 @@ impl Manifest {
         let used: std::collections::BTreeSet<&str> = self
             .artifacts
             .iter()
-            .map(|a| a.build_env.as_str())
+            .flat_map(|a| a.build_envs.iter().map(String::as_str))
             .collect();
         self.environments
             .retain(|name, _| used.contains(name.as_str()));
@@ -140,17 +169,18 @@ mod tests {
         Artifact {
             recipe: recipe.into(),
             variant,
+            xen_release: None,
             file: file.into(),
             sha256: "0".repeat(64),
             size: 1,
             build_key: "k".into(),
-            build_env: "bookworm-build".into(),
+            build_envs: vec!["bookworm-build".into()],
             inputs: BTreeMap::new(),
             xen: Vec::new(),
         }
     }
 
-    /// A recipe bound to a Xen release records that release; an unbound one every release
+    /// An image built for a Xen release records that release; an unbound one every release
     /// that runs its variant; a variant without tests none.
     #[test]
     fn artifacts_record_the_xen_releases_their_tests_run_on() {
@@ -171,14 +201,22 @@ mod tests {
         };
         let recipes = [
             recipe("free", ""),
-            recipe("bound", "xen-release = \"4.17\"\n"),
+            recipe(
+                "bound",
+                "xen-releases = { \"4.17\" = \"bookworm-build\", \"4.20\" = \"trixie-build\" }\n",
+            ),
         ];
+        let for_release = |r: &str| Artifact {
+            xen_release: Some(r.into()),
+            ..art("bound", Variant::X86_64Pv, "a")
+        };
         let mut m = Manifest {
             format: FORMAT,
             source_date_epoch: 0,
             artifacts: vec![
                 art("free", Variant::X86_64Pv, "a"),
-                art("bound", Variant::X86_64Pv, "a"),
+                for_release("4.17"),
+                for_release("4.20"),
                 art("free", Variant::X86_64Pvh, "b"),
             ],
             environments: BTreeMap::new(),
@@ -190,6 +228,7 @@ mod tests {
             [
                 vec!["4.17".to_string(), "4.20".into()],
                 vec!["4.17".into()],
+                vec!["4.20".into()],
                 vec![]
             ]
         );
@@ -206,29 +245,32 @@ mod tests {
                 art("ioemu", Variant::X86_64Pv, "old-kernel"),
                 art("pvgrub", Variant::X86_64Pv, "pv-grub-x86_64.gz"),
                 art("ioemu", Variant::X86_64Pvh, "other"),
+                Artifact {
+                    xen_release: Some("4.20".into()),
+                    ..art("ioemu", Variant::X86_64Pv, "rootfs")
+                },
             ],
         };
         m.replace(
             "ioemu",
             Variant::X86_64Pv,
+            None,
             vec![
                 art("ioemu", Variant::X86_64Pv, "rootfs"),
                 art("ioemu", Variant::X86_64Pv, "kernel"),
             ],
         );
-        let got: Vec<(&str, Variant, &str)> = m
-            .artifacts
-            .iter()
-            .map(|a| (a.recipe.as_str(), a.variant, a.file.as_str()))
-            .collect();
+        let got: Vec<String> = m.artifacts.iter().map(|a| a.rel_path()).collect();
         assert_eq!(
             got,
             [
-                ("ioemu", Variant::X86_64Pv, "kernel"),
-                ("pvgrub", Variant::X86_64Pv, "pv-grub-x86_64.gz"),
-                ("ioemu", Variant::X86_64Pv, "rootfs"),
-                ("ioemu", Variant::X86_64Pvh, "other"),
-            ]
+                "x86_64-pv/kernel",
+                "x86_64-pv/pv-grub-x86_64.gz",
+                "x86_64-pv/rootfs",
+                "x86_64-pv/xen-4.20/rootfs",
+                "x86_64-pvh/other",
+            ],
+            "the other release's build stays"
         );
     }
 }

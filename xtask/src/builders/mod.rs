@@ -1,4 +1,5 @@
-//! `cargo xtask build`: recipes + verified inputs -> `target/images/<variant>/<file>` and
+//! `cargo xtask build`: recipes + verified inputs -> `target/images/<variant>/<file>` (images
+//! bound to a Xen release: `<variant>/xen-<release>/<file>`) and
 //! `target/images/manifest.json`. One builder per recipe kind; every finished build is kept
 //! in the cache under its build key (the hashes of the recipe, its inputs, its sources, the
 //! builder and the host tools), so a rebuild with nothing changed only hashes and copies.
@@ -25,7 +26,7 @@ use crate::ui;
 use crate::variant::Variant;
 use crate::workspace::Workspace;
 
-pub use manifest::{Artifact, Manifest};
+pub use manifest::{image_path, Artifact, Manifest};
 
 /// The timestamp written into every archive when `SOURCE_DATE_EPOCH` is not set
 /// (2025-01-01T00:00:00Z); the manifest records the value used.
@@ -36,6 +37,9 @@ pub struct Flags {
     /// Only this variant.
     #[arg(long)]
     pub variant: Option<Variant>,
+    /// Of the images bound to a Xen release, only those for this one (MAJOR.MINOR).
+    #[arg(long)]
+    pub xen_release: Option<String>,
     /// Use only the input cache.
     #[arg(long)]
     pub offline: bool,
@@ -62,7 +66,18 @@ pub struct Job<'a> {
     pub epoch: u64,
     /// Reuse no incremental state (see [`Flags::fresh`]).
     pub fresh: bool,
-    /// The build environment every step of the build runs in.
+    /// The build environment every step of the build runs in, except those that link
+    /// against a Xen release's libraries.
+    pub root: &'a buildenv::Root,
+    /// The Xen release the image is built for, if its recipe builds one per release.
+    pub xen: Option<XenTarget<'a>>,
+}
+
+/// An image bound to a Xen release (`xen-releases` in the recipe).
+#[derive(Clone, Copy)]
+pub struct XenTarget<'a> {
+    pub release: &'a str,
+    /// The build environment with that release's Xen headers and libraries.
     pub root: &'a buildenv::Root,
 }
 
@@ -176,19 +191,37 @@ pub fn source_date_epoch() -> Result<u64> {
 /// Builds the named recipes (all by default) and returns what was built.
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifact>> {
     let recipes = recipe::select(&ws.recipes, names)?;
-    let jobs: Vec<(&Recipe, Variant)> = recipes
+    let jobs: Vec<(&Recipe, Variant, Option<&str>)> = recipes
         .iter()
-        .flat_map(|r| r.variants.keys().map(move |v| (*r, *v)))
-        .filter(|(_, v)| flags.variant.is_none_or(|want| want == *v))
+        .flat_map(|r| {
+            r.variants
+                .keys()
+                .flat_map(move |v| r.xen_builds().into_iter().map(move |x| (*r, *v, x)))
+        })
+        .filter(|(_, v, _)| flags.variant.is_none_or(|want| want == *v))
+        .filter(|(_, _, x)| {
+            x.is_none_or(|r| flags.xen_release.as_deref().is_none_or(|want| want == r))
+        })
         .collect();
     if jobs.is_empty() {
         bail!(
-            "nothing to build: no selected recipe has variant {}",
-            flags.variant.map_or("?", |v| v.as_str())
+            "nothing to build: no selected recipe builds variant {} for Xen {}",
+            flags.variant.map_or("(any)", |v| v.as_str()),
+            flags.xen_release.as_deref().unwrap_or("(any)")
         );
     }
     let cache = Cache::open()?;
     let root = buildenv::fetched_root(ws, &cache, buildenv::BUILD, flags.offline)?;
+    // The environments with a Xen release's libraries, by name.
+    let mut xen_roots = BTreeMap::new();
+    for (recipe, _, xen) in &jobs {
+        if let Some(env) = xen.map(|r| &recipe.xen_releases[r]) {
+            if !xen_roots.contains_key(env) {
+                let r = buildenv::fetched_root(ws, &cache, env, flags.offline)?;
+                xen_roots.insert(env.clone(), r);
+            }
+        }
+    }
     let mut blobs = Vec::new();
     for r in &recipes {
         blobs.extend(ws.recipe_blobs(r)?);
@@ -204,13 +237,25 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Artifa
     let images = ws.target.join("images");
     let mut manifest = Manifest::load(&images)?;
     let mut built = Vec::new();
-    for (recipe, variant) in jobs {
-        let artifacts = build_one(ws, &cache, &root, recipe, variant, epoch, flags.fresh)?;
-        manifest.replace(&recipe.name, variant, artifacts.clone());
+    for (recipe, variant, xen) in jobs {
+        let xen = xen.map(|release| XenTarget {
+            release,
+            root: &xen_roots[&recipe.xen_releases[release]],
+        });
+        let job = (recipe, variant, xen);
+        let artifacts = build_one(ws, &cache, &root, job, epoch, flags.fresh)?;
+        manifest.replace(
+            &recipe.name,
+            variant,
+            xen.map(|x| x.release),
+            artifacts.clone(),
+        );
         built.extend(artifacts);
     }
     manifest.source_date_epoch = epoch;
-    manifest.record_environment(&root);
+    for r in std::iter::once(&root).chain(xen_roots.values()) {
+        manifest.record_environment(r);
+    }
     manifest.record_tested_with(&crate::boot::machines::load_all(ws)?, &ws.recipes);
     manifest.save(&images)?;
     Ok(built)
@@ -220,18 +265,21 @@ fn build_one(
     ws: &Workspace,
     cache: &Cache,
     root: &buildenv::Root,
-    recipe: &Recipe,
-    variant: Variant,
+    (recipe, variant, xen): (&Recipe, Variant, Option<XenTarget>),
     epoch: u64,
     fresh: bool,
 ) -> Result<Vec<Artifact>> {
     let output = &recipe.variants[&variant];
     let files: Vec<&str> = output.files().collect();
     let inputs = ws.recipe_blobs(recipe)?;
-    let key = key::build_key(ws, recipe, variant, &inputs, root, epoch)?;
+    let key = key::build_key(ws, recipe, variant, xen, &inputs, root, epoch)?;
     let stored = cache.build_dir(&key);
-    let dest_dir = ws.target.join("images").join(variant.as_str());
-    let what = format!("{} {variant}", recipe.name);
+    let release = xen.map(|x| x.release);
+    let images = ws.target.join("images");
+    let what = match release {
+        Some(r) => format!("{} {variant} for Xen {r}", recipe.name),
+        None => format!("{} {variant}", recipe.name),
+    };
 
     let reused = if fresh { None } else { reuse(&stored, &files)? };
     let found = if let Some(found) = reused {
@@ -243,7 +291,7 @@ fn build_one(
             .target
             .join("build")
             .join(&recipe.name)
-            .join(variant.as_str());
+            .join(image_path(variant, release, ""));
         fsx::remove_dir_if_exists(&staging)?;
         fs_err::create_dir_all(staging.join("out"))
             .with_context(|| format!("creating {}", staging.display()))?;
@@ -259,6 +307,7 @@ fn build_one(
             epoch,
             fresh,
             root,
+            xen,
         };
         let started = std::time::Instant::now();
         dispatch(&job).with_context(|| format!("building {what}"))?;
@@ -288,8 +337,10 @@ fn build_one(
         .map(|b| (b.label.clone(), b.sha256.clone()))
         .collect();
     let mut artifacts = Vec::new();
+    let mut envs = vec![root.name.clone()];
+    envs.extend(xen.map(|x| x.root.name.clone()));
     for (file, (sha256, size)) in files.iter().zip(found) {
-        let dest = dest_dir.join(file);
+        let dest = images.join(image_path(variant, release, file));
         let have = dest.is_file() && fsx::sha256_file(&dest)?.0 == sha256;
         if !have {
             fsx::copy_atomic(&stored.join(file), &dest)?;
@@ -297,11 +348,12 @@ fn build_one(
         artifacts.push(Artifact {
             recipe: recipe.name.clone(),
             variant,
+            xen_release: release.map(str::to_string),
             file: file.to_string(),
             sha256,
             size,
             build_key: key.clone(),
-            build_env: root.name.clone(),
+            build_envs: envs.clone(),
             inputs: inputs.clone(),
             // Filled in from the machines and tests when the manifest is saved.
             xen: Vec::new(),
