@@ -55,12 +55,12 @@ wait_for 60 stub_id || fail "no stub domain for domain $DOMID"
 echo "stub domain $stub for guest $DOMID"
 
 dm=/local/domain/$stub/device-model/$DOMID
-# While waiting, keep a view of the stub domain every 2 s for the failure report.
+# While waiting, keep a view of the stub domain every 5 s for the failure report.
 polls=0
 is_running() {
   [ "$(xenstore-read "$dm/state" 2>/dev/null)" = running ] && return 0
   polls=$((polls + 1))
-  [ $((polls % 10)) -eq 1 ] || return 1
+  [ $((polls % 25)) -eq 1 ] || return 1
   {
     timeout 5 xl list 2>&1
     for p in "/local/domain/$stub/device" "/local/domain/0/backend/console/$stub" \
