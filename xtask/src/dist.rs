@@ -347,10 +347,8 @@ fn images<'a>(
                     .join(", ")
             );
         }
-        for build in recipe.xen_builds() {
-            if build.is_some() && xen.is_some() && build != xen {
-                continue;
-            }
+        let wanted = |b: &Option<&str>| b.is_none() || xen.is_none() || *b == xen;
+        for build in recipe.xen_builds().into_iter().filter(wanted) {
             let art = manifest
                 .artifacts
                 .iter()
