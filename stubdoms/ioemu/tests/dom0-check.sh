@@ -3,8 +3,9 @@
 # device model is the ioemu stub domain. DOMID and NAME name the guest; ./console.log holds
 # its serial console so far. Every line printed here is matched against `dom0-expect`.
 # Checks, in order: the stub domain exists and runs, QEMU in it reports `running` in
-# xenstore, the guest's boot sector ran, its NIC got a DHCP answer, QMP answers through the vchan proxy, and destroying
-# the guest removes the stub domain and its proxy. Every xl call is bounded by `timeout`.
+# xenstore, the guest's boot sector ran, its NIC got a DHCP answer, QMP answers through the
+# vchan proxy, destroying the guest removes the stub domain and its proxy, and the stub
+# domain's log reached dom0. Every xl call is bounded by `timeout`.
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 t0=$(uptime_s)
@@ -100,4 +101,12 @@ echo "stub domain $stub gone after destroy"
 proxy_gone() { ! ps | grep -v grep | grep -q "vchan-socket-proxy.* $stub "; }
 wait_for 10 proxy_gone || fail "vchan-socket-proxy for $stub still runs"
 echo "vchan-socket-proxy gone"
-dm_log
+# The stub domain's log reaches dom0 through its console 0, which dom0's QEMU serves. From
+# QEMU 8.2 that backend waits for a frontend state Linux never writes for a primary console,
+# so the log stays empty there: name the QEMU, for the expectation to tell that known gap
+# from a log gone missing.
+if [ -s "/var/log/xen/qemu-dm-$NAME.log" ]; then
+  dm_log
+else
+  echo "dm-log: empty, dom0's $(/usr/libexec/xen-qemu-system-i386 --version 2>&1 | head -n 1)"
+fi

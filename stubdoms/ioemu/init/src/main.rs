@@ -27,108 +27,41 @@ const RESTORE_CONSOLE: u32 = 2;
 /// How long QEMU's taps may take to appear.
 const TAP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Console 0 (`/dev/hvc0`): the toolstack stores it as `qemu-dm-<guest>.log`.
-///
-/// Dom0's QEMU serves this domain's consoles, and from QEMU 8.2 (Debian 13 has 10.0) it
-/// maps console 0 but never drains it: it waits for a frontend state Linux never writes for
-/// its primary console (and the key is the toolstack's). A full console must not stop the
-/// stub domain, so the log is written without blocking: a write waits at most
-/// [`LOG_STALL_MS`] for room, and once one has timed out the log drops what does not fit.
+/// Console 0 (`/dev/hvc0`): the toolstack stores it as `qemu-dm-<guest>.log`. Dom0's QEMU
+/// serves it, and from QEMU 8.2 never reads it (it waits for a frontend state Linux does
+/// not write for a primary console); the kernel then drops console output after waiting 2 s
+/// for room (linux-patches/0002), so writes here never stop the stub domain.
 #[derive(Clone)]
-struct Log(Arc<Mutex<LogFile>>);
-
-struct LogFile {
-    file: Option<File>,
-    stalled: bool,
-}
-
-/// How long a log write waits for room on console 0.
-const LOG_STALL_MS: i32 = 2000;
+struct Log(Arc<Mutex<Option<File>>>);
 
 impl Log {
     fn open() -> Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        let open = |path: &str| {
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path)
-        };
-        let file = open("/dev/hvc0").or_else(|_| open("/dev/console")).ok();
-        Log(Arc::new(Mutex::new(LogFile {
-            file,
-            stalled: false,
-        })))
+        let file = OpenOptions::new()
+            .write(true)
+            .open("/dev/hvc0")
+            .or_else(|_| OpenOptions::new().write(true).open("/dev/console"))
+            .ok();
+        Log(Arc::new(Mutex::new(file)))
     }
 
     fn say(&self, msg: &str) {
-        self.raw(&format!("ioemu-init: {msg}\n"));
-    }
-
-    fn raw(&self, text: &str) {
-        let Ok(mut guard) = self.0.lock() else {
-            return eprint!("{text}");
-        };
-        let log = &mut *guard;
-        let Some(f) = log.file.as_mut() else {
-            return eprint!("{text}");
-        };
-        let mut rest = text.as_bytes();
-        while !rest.is_empty() {
-            match f.write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !log.stalled => {
-                    let ready = sys::poll_writable(f.as_raw_fd(), LOG_STALL_MS).unwrap_or(false);
-                    log.stalled = !ready;
-                }
-                Err(_) => return,
-            }
-        }
-        log.stalled = false;
-    }
-
-    /// Copies the kernel's messages so far to the log: the kernel keeps its console quiet
-    /// (`quiet` in linux.config), as its own console writes would wait forever for room on a
-    /// console 0 nobody drains (see [`Log`]).
-    fn kernel_messages(&self) {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let Ok(mut kmsg) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-        else {
-            return;
-        };
-        // One record per read: "level,seq,time,flags;text\n" (continuation lines follow).
-        let mut record = [0u8; 8192];
-        while let Ok(n) = kmsg.read(&mut record) {
-            let text = String::from_utf8_lossy(&record[..n]);
-            if let Some((_, line)) = text.split_once(';') {
-                let line = line.lines().next().unwrap_or("");
-                self.raw(&format!("kernel: {line}\n"));
-            }
+        let line = format!("ioemu-init: {msg}\n");
+        match self.0.lock() {
+            Ok(mut guard) => match guard.as_mut() {
+                Some(f) => drop(f.write_all(line.as_bytes())),
+                None => eprint!("{line}"),
+            },
+            Err(_) => eprint!("{line}"),
         }
     }
 
-    /// QEMU's stdout and stderr: a pipe whose lines a thread copies to the log, so that
-    /// QEMU never waits on a console nobody drains (see [`Log`]).
-    fn stdio(&self) -> Result<(Stdio, Stdio), Error> {
-        use std::io::BufRead;
-        let (reader, writer) = sys::pipe().map_err(|e| Error::io("creating QEMU's log pipe", e))?;
-        let second = writer
-            .try_clone()
-            .map_err(|e| Error::io("creating QEMU's log pipe", e))?;
-        let log = self.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(reader)
-                .lines()
-                .map_while(Result::ok)
-            {
-                log.raw(&format!("{line}\n"));
-            }
-        });
-        Ok((Stdio::from(writer), Stdio::from(second)))
+    fn stdio(&self) -> Stdio {
+        let clone = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().and_then(|f| f.try_clone().ok()));
+        clone.map_or_else(Stdio::inherit, Stdio::from)
     }
 }
 
@@ -139,7 +72,6 @@ fn main() {
     }
     // Reopen now that devtmpfs provides /dev/hvc0.
     let log = Log::open();
-    log.kernel_messages();
     match run(&log) {
         Ok(status) => log.say(&format!("QEMU exited ({status}); stopping the stub domain")),
         Err(err) => log.say(&format!("error: {err}; stopping the stub domain")),
@@ -208,12 +140,11 @@ fn run(log: &Log) -> Result<std::process::ExitStatus, Error> {
     let taps = nic::taps(&args);
 
     log.say(&format!("starting {QEMU} {}", args.join(" ")));
-    let (qemu_out, qemu_err) = log.stdio()?;
     let mut qemu = Command::new(QEMU)
         .args(&args)
         .stdin(Stdio::null())
-        .stdout(qemu_out)
-        .stderr(qemu_err)
+        .stdout(log.stdio())
+        .stderr(log.stdio())
         .spawn()
         .map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
     drop(theirs);

@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::ptr::NonNull;
@@ -144,7 +144,7 @@ impl NetCtl {
         let fd =
             cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
         // SAFETY: `fd` is a fresh descriptor we own.
-        let sock = unsafe { File::from_raw_fd(fd) };
+        let sock = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         Ok(NetCtl { sock })
     }
 
@@ -276,36 +276,6 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
             return Err(err);
         }
         return Ok(pfds.iter().map(|p| p.revents != 0).collect());
-    }
-}
-
-/// A pipe (read end, write end), both closed on exec.
-pub fn pipe() -> io::Result<(File, File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nothing else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
-}
-
-/// Waits up to `timeout_ms` for `fd` to take more output; says whether it will.
-pub fn poll_writable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: `p` is one valid pollfd.
-        let ret = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        return Ok(p.revents & libc::POLLOUT != 0);
     }
 }
 
