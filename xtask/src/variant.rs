@@ -40,6 +40,16 @@ impl Variant {
         }
     }
 
+    /// The Rust target a stub domain of this variant is compiled for (made freestanding by
+    /// the runtime's flags and linker script).
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Variant::X86_64Pv | Variant::X86_64Pvh => "x86_64-unknown-linux-gnu",
+            Variant::X86_32Pv => "i686-unknown-linux-gnu",
+            Variant::Aarch64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
     /// The architecture of the machines that can boot this variant.
     pub fn arch(self) -> &'static str {
         match self {

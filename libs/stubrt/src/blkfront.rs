@@ -17,18 +17,7 @@ use crate::ring;
 use crate::xenbus::{self, ConnectStep};
 use crate::xenstore::{self, Error as XsError, RingError};
 
-const ENTRY_SIZE: usize = {
-    let (a, b) = (
-        core::mem::size_of::<BlkifRequest>(),
-        core::mem::size_of::<BlkifResponse>(),
-    );
-    if a > b {
-        a
-    } else {
-        b
-    }
-};
-const RING_SIZE: u32 = ring_size(PAGE_SIZE, ENTRY_SIZE) as u32;
+const RING_SIZE: u32 = ring_size(PAGE_SIZE, blkif::RING_ENTRY_SIZE) as u32;
 const CONNECT_TIMEOUT_NS: u64 = 10_000_000_000;
 const IO_TIMEOUT_NS: u64 = 30_000_000_000;
 const CLOSE_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -237,7 +226,7 @@ impl Disk {
                     let dir = &self.dir;
                     xenstore::write(&format!("{dir}/ring-ref"), &format!("{}", self.ring_ref))?;
                     xenstore::write(&format!("{dir}/event-channel"), &format!("{}", self.evtchn))?;
-                    xenstore::write(&format!("{dir}/protocol"), "x86_64-abi")?;
+                    xenstore::write(&format!("{dir}/protocol"), blkif::PROTOCOL_NATIVE)?;
                     xenbus::switch_state(dir, xenbus::INITIALISED)?;
                     front = xenbus::INITIALISED;
                 }
@@ -342,7 +331,7 @@ impl Disk {
         // RING_SIZE entries fit in the page, and the back end reads only up to `req_prod`.
         unsafe {
             let entry = base
-                .add(core::mem::size_of::<SringHeader>() + slot * ENTRY_SIZE)
+                .add(core::mem::size_of::<SringHeader>() + slot * blkif::RING_ENTRY_SIZE)
                 .cast::<BlkifRequest>();
             entry.write_volatile(req);
             fence(Ordering::SeqCst);
@@ -360,7 +349,7 @@ impl Disk {
                 let slot = ring::slot(self.rsp_cons, RING_SIZE);
                 // SAFETY: as above, for a published response.
                 let rsp = unsafe {
-                    base.add(core::mem::size_of::<SringHeader>() + slot * ENTRY_SIZE)
+                    base.add(core::mem::size_of::<SringHeader>() + slot * blkif::RING_ENTRY_SIZE)
                         .cast::<BlkifResponse>()
                         .read_volatile()
                 };
@@ -414,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_one_page_ring_holds_32_requests() {
-        assert_eq!(ENTRY_SIZE, 112);
+        assert_eq!(blkif::RING_ENTRY_SIZE, 112);
         assert_eq!(RING_SIZE, 32);
     }
 

@@ -18,10 +18,7 @@ pub fn send(port: u32) -> Result<(), XenError> {
 /// Clears `port`'s pending bit and says whether it was set.
 pub fn test_and_clear(port: u32) -> bool {
     match pending_word(port, false) {
-        Some(word) => {
-            let bit = 1u64 << (port % 64);
-            word.fetch_and(!bit, Ordering::SeqCst) & bit != 0
-        }
+        Some((word, bit)) => word.fetch_and(!bit, Ordering::SeqCst) & bit != 0,
         None => false,
     }
 }

@@ -5,6 +5,7 @@ use core::sync::atomic::{fence, AtomicU16, Ordering};
 
 use xen_abi::grant_table::{gtf, GrantEntryV1, NR_RESERVED_ENTRIES};
 use xen_abi::memory::mapspace;
+use xen_abi::{XenPfn, XenUlong};
 
 use crate::global::Global;
 use crate::hypervisor::{self, XenError};
@@ -51,18 +52,24 @@ fn setup() -> Result<Table, GrantError> {
         // replace them with the grant-table frames.
         let layout = core::alloc::Layout::from_size_align(FRAMES * 4096, 4096)
             .map_err(|_| GrantError::Map)?;
-        let base = crate::mm::alloc(layout).ok_or(GrantError::Map)?.as_ptr() as u64;
-        for i in 0..FRAMES as u64 {
+        let base = crate::mm::alloc(layout).ok_or(GrantError::Map)?.as_ptr() as usize;
+        for i in 0..FRAMES {
             // SAFETY: the pages were just allocated and are never freed: Xen's grant frames
             // replace them.
-            unsafe { hypervisor::add_to_physmap(mapspace::GRANT_TABLE, i, (base >> 12) + i) }
-                .map_err(GrantError::Setup)?;
+            unsafe {
+                hypervisor::add_to_physmap(
+                    mapspace::GRANT_TABLE,
+                    i as XenUlong,
+                    ((base >> 12) + i) as XenPfn,
+                )
+            }
+            .map_err(GrantError::Setup)?;
         }
-        base
+        base as u64
     } else {
-        let mut frames = [0u64; FRAMES];
+        let mut frames: [XenPfn; FRAMES] = [0; FRAMES];
         hypervisor::gnttab_setup(&mut frames).map_err(GrantError::Setup)?;
-        crate::arch::map_grant_frames(&frames).ok_or(GrantError::Map)?
+        crate::arch::map_grant_frames(&frames.map(xen_abi::widen)).ok_or(GrantError::Map)?
     };
     let total = FRAMES as u32 * ENTRIES_PER_FRAME;
     Ok(Table {

@@ -197,7 +197,11 @@ pub fn hvm_get_param(index: u32) -> Result<u64, XenError> {
 /// # Safety
 ///
 /// The page at `gpfn` is replaced: nothing may use its old contents any more.
-pub unsafe fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenError> {
+pub unsafe fn add_to_physmap(
+    space: u32,
+    idx: xen_abi::XenUlong,
+    gpfn: xen_abi::XenPfn,
+) -> Result<(), XenError> {
     let mut arg = xen_abi::memory::XenAddToPhysmap {
         domid: xen_abi::DOMID_SELF,
         size: 0,
@@ -224,21 +228,12 @@ pub unsafe fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenE
 pub unsafe fn update_va_mapping(va: u64, mfn: u64, writable: bool) -> Result<(), XenError> {
     let flags = if writable { 0x63 } else { 0x21 };
     // SAFETY: the caller gives up the old mapping at `va`.
-    check(unsafe {
-        arch::hypercall(
-            hypercall::UPDATE_VA_MAPPING,
-            va as usize,
-            ((mfn << 12) | flags) as usize,
-            xen_abi::uvmf::INVLPG as usize,
-            0,
-            0,
-        )
-    })
-    .map(|_| ())
+    check(unsafe { arch::update_va_mapping(va, (mfn << 12) | flags, xen_abi::uvmf::INVLPG) })
+        .map(|_| ())
 }
 
 /// `GNTTABOP_query_size` and `GNTTABOP_setup_table` for this domain.
-pub fn gnttab_setup(frames: &mut [u64]) -> Result<(), XenError> {
+pub fn gnttab_setup(frames: &mut [xen_abi::XenPfn]) -> Result<(), XenError> {
     use xen_abi::grant_table as gt;
     let mut arg = gt::GnttabSetupTable {
         dom: xen_abi::DOMID_SELF,

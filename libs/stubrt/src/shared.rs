@@ -2,9 +2,14 @@
 //! info (PV: remapped onto its machine frame; PVH: replaced with `XENMAPSPACE_shared_info`).
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::AtomicU64;
 
-use xen_abi::SharedInfo;
+use xen_abi::{SharedInfo, EVTCHN_WORD_BITS};
+
+/// An atomic guest word: how Xen and the guest share event-channel bits.
+#[cfg(target_pointer_width = "64")]
+pub(crate) type AtomicWord = core::sync::atomic::AtomicU64;
+#[cfg(target_pointer_width = "32")]
+pub(crate) type AtomicWord = core::sync::atomic::AtomicU32;
 
 #[repr(C, align(4096))]
 pub(crate) struct Page(UnsafeCell<[u8; 4096]>);
@@ -25,18 +30,26 @@ pub(crate) fn shared_info() -> *mut SharedInfo {
     SHARED_INFO_PAGE.0.get().cast()
 }
 
-/// The word of `evtchn_pending` (or `evtchn_mask`) that holds `port`'s bit.
-pub(crate) fn pending_word(port: u32, mask: bool) -> Option<&'static AtomicU64> {
-    let idx = usize::try_from(port / 64).ok().filter(|&i| i < 64)?;
+/// The word of `evtchn_pending` (or `evtchn_mask`) that holds `port`'s bit, and the bit.
+pub(crate) fn pending_word(
+    port: u32,
+    mask: bool,
+) -> Option<(&'static AtomicWord, xen_abi::XenUlong)> {
+    let bits = EVTCHN_WORD_BITS as u32;
+    let idx = usize::try_from(port / bits)
+        .ok()
+        .filter(|&i| i < EVTCHN_WORD_BITS)?;
+    let bit = 1 << (port % bits);
     let si = shared_info();
-    // SAFETY: `idx` < 64, the length of both arrays; the shared info page lives for the whole
-    // program and Xen updates these words atomically, so viewing them as atomics is sound.
+    // SAFETY: `idx` is below the length of both arrays; the shared info page lives for the
+    // whole program and Xen updates these words atomically, so viewing them as atomics is
+    // sound.
     unsafe {
         let word = if mask {
             core::ptr::addr_of_mut!((*si).evtchn_mask[idx])
         } else {
             core::ptr::addr_of_mut!((*si).evtchn_pending[idx])
         };
-        Some(AtomicU64::from_ptr(word))
+        Some((AtomicWord::from_ptr(word), bit))
     }
 }

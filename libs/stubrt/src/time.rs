@@ -5,6 +5,7 @@ use core::ptr::addr_of;
 use core::sync::atomic::{fence, Ordering};
 
 use crate::shared::shared_info;
+use xen_abi::SharedInfo;
 
 /// Scales a TSC delta to nanoseconds the way `vcpu_time_info` describes.
 pub fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
@@ -55,7 +56,7 @@ pub fn wallclock() -> (u64, u32) {
             (
                 v1,
                 addr_of!((*si).wc_sec).read_volatile(),
-                addr_of!((*si).wc_sec_hi).read_volatile(),
+                SharedInfo::wc_sec_hi(si).read_volatile(),
                 addr_of!((*si).wc_nsec).read_volatile(),
             )
         };

@@ -74,6 +74,8 @@ pub mod ring {
 
 /// The block device interface (`xen/io/blkif.h`).
 pub mod blkif {
+    use core::mem::size_of;
+
     use crate::GrantRef;
 
     pub const BLKIF_OP_READ: u8 = 0;
@@ -123,6 +125,26 @@ pub mod blkif {
         pub operation: u8,
         pub status: i16,
     }
+
+    /// `XEN_IO_PROTO_ABI_NATIVE` (`xen/io/protocols.h`): the layout of the ring's entries,
+    /// which the front end names in its `protocol` node (they differ between x86_32 and
+    /// x86_64, and a backend assumes its own layout otherwise).
+    #[cfg(target_arch = "x86_64")]
+    pub const PROTOCOL_NATIVE: &str = "x86_64-abi";
+    #[cfg(target_arch = "x86")]
+    pub const PROTOCOL_NATIVE: &str = "x86_32-abi";
+    #[cfg(target_arch = "aarch64")]
+    pub const PROTOCOL_NATIVE: &str = "arm-abi";
+
+    /// The size of one entry of the shared ring, a union of a request and a response.
+    pub const RING_ENTRY_SIZE: usize = {
+        let (req, rsp) = (size_of::<BlkifRequest>(), size_of::<BlkifResponse>());
+        if req > rsp {
+            req
+        } else {
+            rsp
+        }
+    };
 }
 
 /// Xenbus states (`xen/io/xenbus.h`, `enum xenbus_state`).

@@ -1,6 +1,9 @@
-//! The Xen hypervisor ABI as seen by an x86_64 guest (PV or PVH): hypercall numbers, the
-//! start-of-day and shared structures, event channel, scheduler, grant table and memory
-//! operations, and the console, xenstore and block ring layouts.
+//! The Xen hypervisor ABI as seen by an x86 guest (64-bit PV or PVH, 32-bit PAE PV):
+//! hypercall numbers, the start-of-day and shared structures, event channel, scheduler, grant
+//! table and memory operations, and the console, xenstore and block ring layouts.
+//!
+//! C's `unsigned long` fields are [`XenUlong`], so one definition serves both word sizes;
+//! the few structures whose x86_32 form differs in more than word size are `cfg`'d.
 //!
 //! Plain data only: no functions, no behaviour. Every structure mirrors the C definition in
 //! Xen's public headers (`xen/*.h`, interface version `__XEN_LATEST_INTERFACE_VERSION__`)
@@ -16,6 +19,10 @@ pub mod memory;
 pub mod sched;
 pub mod xen;
 
+// The 32-bit layout, checked against Xen's headers by tests/layout.rs.
+#[cfg(target_arch = "x86")]
+mod layout_x86_32;
+
 pub use xen::*;
 
 /// Domain identifier (`domid_t`).
@@ -24,10 +31,20 @@ pub type DomId = u16;
 pub type EvtchnPort = u32;
 /// Grant reference (`grant_ref_t`).
 pub type GrantRef = u32;
+/// C's `unsigned long` as Xen's x86 headers use it (and `xen_ulong_t` on x86): the
+/// guest's word.
+pub type XenUlong = core::ffi::c_ulong;
 /// Guest/machine frame number (`xen_pfn_t`).
-pub type XenPfn = u64;
+pub type XenPfn = XenUlong;
 
-/// A guest handle (`XEN_GUEST_HANDLE(T)`): on x86_64 a plain pointer-sized field.
+/// Widens a guest word to 64 bits: lossless on every target (a plain `u64::from` is a
+/// no-op conversion on 64-bit ones).
+#[allow(clippy::unnecessary_cast)] // the same type on 64-bit targets
+pub const fn widen(word: XenUlong) -> u64 {
+    word as u64
+}
+
+/// A guest handle (`XEN_GUEST_HANDLE(T)`): on x86 a plain pointer-sized field.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct GuestHandle<T> {

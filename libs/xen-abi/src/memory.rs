@@ -1,6 +1,6 @@
 //! Memory operations (`xen/memory.h`), used with `HYPERVISOR_memory_op`.
 
-use crate::{DomId, GuestHandle, XenPfn};
+use crate::{DomId, GuestHandle, XenPfn, XenUlong};
 
 pub const XENMEM_INCREASE_RESERVATION: u32 = 0;
 pub const XENMEM_DECREASE_RESERVATION: u32 = 1;
@@ -23,7 +23,7 @@ pub mod mapspace {
 #[derive(Debug, Clone, Copy)]
 pub struct XenMemoryReservation {
     pub extent_start: GuestHandle<XenPfn>,
-    pub nr_extents: u64,
+    pub nr_extents: XenUlong,
     pub extent_order: u32,
     pub mem_flags: u32,
     pub domid: DomId,
@@ -37,7 +37,7 @@ pub struct XenAddToPhysmap {
     pub domid: DomId,
     pub size: u16,
     pub space: u32,
-    pub idx: u64,
+    pub idx: XenUlong,
     pub gpfn: XenPfn,
 }
 

@@ -1,6 +1,7 @@
-//! Core structures from `xen/xen.h` and `xen/arch-x86/xen-x86_64.h`.
+//! Core structures from `xen/xen.h`, `xen/arch-x86/xen-x86_64.h` and
+//! `xen/arch-x86/xen-x86_32.h`.
 
-use crate::{DomId, XenPfn};
+use crate::{DomId, XenPfn, XenUlong};
 
 pub const DOMID_SELF: DomId = 0x7ff0;
 pub const PAGE_SHIFT: usize = 12;
@@ -8,7 +9,12 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 
 /// Virtual address at which Xen maps the read-only machine-to-physical table into every
 /// x86_64 PV guest (`HYPERVISOR_VIRT_START`, also `MACH2PHYS_VIRT_START`).
+#[cfg(not(target_arch = "x86"))]
 pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
+/// The same for a 32-bit PAE PV guest (`__MACH2PHYS_VIRT_START` of `xen-x86_32.h`); the
+/// hypervisor's own mappings start at `HYPERVISOR_VIRT_START_PAE`, 0xf5800000, too.
+#[cfg(target_arch = "x86")]
+pub const MACH2PHYS_VIRT_START: u64 = 0xf580_0000;
 
 /// `XEN_LEGACY_MAX_VCPUS` on x86.
 pub const LEGACY_MAX_VCPUS: usize = 32;
@@ -48,25 +54,26 @@ pub struct StartInfoConsoleDom0 {
     pub info_size: u32,
 }
 
-/// `struct start_info`: what a PV guest finds in `%rsi` at its entry point.
+/// `struct start_info`: what a PV guest finds in `%rsi` (`%esi` for x86_32) at its entry
+/// point.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct StartInfo {
     pub magic: [u8; 32],
-    pub nr_pages: u64,
-    pub shared_info: u64,
+    pub nr_pages: XenUlong,
+    pub shared_info: XenUlong,
     pub flags: u32,
     pub store_mfn: XenPfn,
     pub store_evtchn: u32,
     pub console: StartInfoConsole,
-    pub pt_base: u64,
-    pub nr_pt_frames: u64,
-    pub mfn_list: u64,
-    pub mod_start: u64,
-    pub mod_len: u64,
+    pub pt_base: XenUlong,
+    pub nr_pt_frames: XenUlong,
+    pub mfn_list: XenUlong,
+    pub mod_start: XenUlong,
+    pub mod_len: XenUlong,
     pub cmd_line: [u8; MAX_GUEST_CMDLINE],
-    pub first_p2m_pfn: u64,
-    pub nr_p2m_frames: u64,
+    pub first_p2m_pfn: XenUlong,
+    pub nr_p2m_frames: XenUlong,
 }
 
 /// `struct vcpu_time_info`: the per-vCPU system time parameters.
@@ -83,12 +90,16 @@ pub struct VcpuTimeInfo {
     pub pad1: [u8; 2],
 }
 
-/// `struct arch_vcpu_info` (x86_64).
+/// `struct arch_vcpu_info`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ArchVcpuInfo {
-    pub cr2: u64,
-    pub pad: u64,
+    pub cr2: XenUlong,
+    #[cfg(not(target_arch = "x86"))]
+    pub pad: XenUlong,
+    /// x86_32: `pad[5]`.
+    #[cfg(target_arch = "x86")]
+    pub pad: [XenUlong; 5],
 }
 
 /// `struct vcpu_info`.
@@ -97,35 +108,60 @@ pub struct ArchVcpuInfo {
 pub struct VcpuInfo {
     pub evtchn_upcall_pending: u8,
     pub evtchn_upcall_mask: u8,
-    pub evtchn_pending_sel: u64,
+    pub evtchn_pending_sel: XenUlong,
     pub arch: ArchVcpuInfo,
     pub time: VcpuTimeInfo,
 }
 
-/// `struct arch_shared_info` (x86_64).
+/// `struct arch_shared_info`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ArchSharedInfo {
-    pub max_pfn: u64,
+    pub max_pfn: XenUlong,
     pub pfn_to_mfn_frame_list_list: XenPfn,
-    pub nmi_reason: u64,
-    pub p2m_cr3: u64,
-    pub p2m_vaddr: u64,
-    pub p2m_generation: u64,
+    pub nmi_reason: XenUlong,
+    pub p2m_cr3: XenUlong,
+    pub p2m_vaddr: XenUlong,
+    pub p2m_generation: XenUlong,
+    /// x86_32 has no room for it in [`SharedInfo`].
+    #[cfg(target_arch = "x86")]
+    pub wc_sec_hi: u32,
 }
+
+/// Event channel bits per word of [`SharedInfo::evtchn_pending`] and `evtchn_mask`.
+pub const EVTCHN_WORD_BITS: usize = XenUlong::BITS as usize;
 
 /// `struct shared_info`: one page shared by Xen and the guest.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct SharedInfo {
     pub vcpu_info: [VcpuInfo; LEGACY_MAX_VCPUS],
-    pub evtchn_pending: [u64; 64],
-    pub evtchn_mask: [u64; 64],
+    pub evtchn_pending: [XenUlong; EVTCHN_WORD_BITS],
+    pub evtchn_mask: [XenUlong; EVTCHN_WORD_BITS],
     pub wc_version: u32,
     pub wc_sec: u32,
     pub wc_nsec: u32,
+    #[cfg(not(target_arch = "x86"))]
     pub wc_sec_hi: u32,
     pub arch: ArchSharedInfo,
+}
+
+impl SharedInfo {
+    /// Where the wall clock's high seconds word is: in `arch` on x86_32, whose
+    /// `shared_info` has no room for it.
+    ///
+    /// # Safety
+    ///
+    /// `si` must point into an allocation holding a whole `SharedInfo`.
+    pub unsafe fn wc_sec_hi(si: *const SharedInfo) -> *const u32 {
+        // SAFETY: the caller vouches that the field lies inside the allocation.
+        unsafe {
+            #[cfg(target_arch = "x86")]
+            return core::ptr::addr_of!((*si).arch.wc_sec_hi);
+            #[cfg(not(target_arch = "x86"))]
+            return core::ptr::addr_of!((*si).wc_sec_hi);
+        }
+    }
 }
 
 /// `struct mmu_update`: one page-table write for `HYPERVISOR_mmu_update`.
@@ -145,8 +181,8 @@ pub const MMU_MACHPHYS_UPDATE: u64 = 1;
 #[derive(Debug, Clone, Copy)]
 pub struct MmuextOp {
     pub cmd: u32,
-    pub arg1: u64,
-    pub arg2: u64,
+    pub arg1: XenUlong,
+    pub arg2: XenUlong,
 }
 
 pub mod mmuext {

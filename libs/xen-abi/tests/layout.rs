@@ -21,32 +21,47 @@ use xen_abi::memory::*;
 use xen_abi::sched::*;
 use xen_abi::*;
 
-/// One check: a C expression (evaluated as an unsigned 64-bit number) and the Rust value.
+/// One check: a C expression (evaluated as an unsigned 64-bit number), the Rust value on
+/// this host, and the Rust expression itself (for the x86_32 assertions, see
+/// [`layout_x86_32_matches_xen_public_headers`]).
 struct Check {
     c: String,
     rust: u64,
+    rust_src: String,
 }
 
-fn check(c: impl Into<String>, rust: impl TryInto<u64>) -> Check {
+fn check(c: impl Into<String>, rust: impl TryInto<u64>, rust_src: impl Into<String>) -> Check {
     let rust = match rust.try_into() {
         Ok(v) => v,
         Err(_) => panic!("table value does not fit in u64"),
     };
-    Check { c: c.into(), rust }
+    Check {
+        c: c.into(),
+        rust,
+        rust_src: rust_src.into(),
+    }
 }
 
 /// `sizeof` of a C type and each field's `offsetof`, against the Rust struct.
 macro_rules! layout {
     ($table:ident, $rust:ty, $c:literal { $($rf:ident => $cf:literal),* $(,)? }) => {
-        $table.push(check(concat!("sizeof(", $c, ")"), size_of::<$rust>()));
-        $( $table.push(check(concat!("offsetof(", $c, ", ", $cf, ")"), offset_of!($rust, $rf))); )*
+        $table.push(check(
+            concat!("sizeof(", $c, ")"),
+            size_of::<$rust>(),
+            concat!("size_of::<", stringify!($rust), ">()"),
+        ));
+        $( $table.push(check(
+            concat!("offsetof(", $c, ", ", $cf, ")"),
+            offset_of!($rust, $rf),
+            concat!("offset_of!(", stringify!($rust), ", ", stringify!($rf), ")"),
+        )); )*
     };
 }
 
-/// Constants: a C expression and the Rust value.
+/// C expressions and the Rust values they must equal (constant Rust expressions).
 macro_rules! consts {
-    ($table:ident, $($c:literal = $rust:expr),* $(,)?) => {
-        $( $table.push(check($c, $rust)); )*
+    ($table:ident, $($c:expr => $rust:expr),* $(,)?) => {
+        $( $table.push(check($c, $rust, stringify!($rust))); )*
     };
 }
 
@@ -60,18 +75,13 @@ fn table() -> Vec<Check> {
         cmd_line => "cmd_line", first_p2m_pfn => "first_p2m_pfn",
         nr_p2m_frames => "nr_p2m_frames",
     });
-    t.push(check(
-        "sizeof(((struct start_info *)0)->console)",
-        size_of::<StartInfoConsole>(),
-    ));
-    t.push(check(
-        "offsetof(struct start_info, console.domU.evtchn) - offsetof(struct start_info, console)",
-        offset_of!(StartInfoConsoleDomU, evtchn),
-    ));
-    t.push(check(
-        "offsetof(struct start_info, console.dom0.info_size) - offsetof(struct start_info, console)",
-        offset_of!(StartInfoConsoleDom0, info_size),
-    ));
+    consts!(t,
+        "sizeof(((struct start_info *)0)->console)" => size_of::<StartInfoConsole>(),
+        "offsetof(struct start_info, console.domU.evtchn) - offsetof(struct start_info, console)"
+            => offset_of!(StartInfoConsoleDomU, evtchn),
+        "offsetof(struct start_info, console.dom0.info_size) - offsetof(struct start_info, console)"
+            => offset_of!(StartInfoConsoleDom0, info_size),
+    );
     layout!(t, VcpuTimeInfo, "struct vcpu_time_info" {
         version => "version", tsc_timestamp => "tsc_timestamp", system_time => "system_time",
         tsc_to_system_mul => "tsc_to_system_mul", tsc_shift => "tsc_shift", flags => "flags",
@@ -132,7 +142,7 @@ fn table() -> Vec<Check> {
         nr_entries => "nr_entries", buffer => "buffer",
     });
     // Xen's E820 entries are the packed, 20-byte BIOS layout.
-    t.push(check("20", size_of::<E820Entry>()));
+    consts!(t, "20" => size_of::<E820Entry>());
     layout!(t, XenHvmParam, "struct xen_hvm_param" {
         domid => "domid", index => "index", value => "value",
     });
@@ -172,168 +182,158 @@ fn table() -> Vec<Check> {
         id => "id", operation => "operation", status => "status",
     });
     // The shared ring: header fields, then the entries.
-    t.push(check(
-        "offsetof(struct blkif_sring, ring)",
-        size_of::<SringHeader>(),
-    ));
-    // `struct blkif_sring` ends in the ring entries, so only the header's fields compare.
-    for (rust, c) in [
-        (offset_of!(SringHeader, req_prod), "req_prod"),
-        (offset_of!(SringHeader, req_event), "req_event"),
-        (offset_of!(SringHeader, rsp_prod), "rsp_prod"),
-        (offset_of!(SringHeader, rsp_event), "rsp_event"),
-        (offset_of!(SringHeader, pvt), "pvt"),
-        (offset_of!(SringHeader, pad), "__pad"),
-    ] {
-        t.push(check(format!("offsetof(struct blkif_sring, {c})"), rust));
-    }
-    t.push(check(
-        "__CONST_RING_SIZE(blkif, 4096)",
-        ring_size(
-            4096,
-            size_of::<BlkifRequest>().max(size_of::<BlkifResponse>()),
-        ),
-    ));
+    // The shared ring: header fields, then the entries. `struct blkif_sring` ends in the
+    // ring entries, so only the header's fields compare.
+    consts!(t,
+        "offsetof(struct blkif_sring, ring)" => size_of::<SringHeader>(),
+        "offsetof(struct blkif_sring, req_prod)" => offset_of!(SringHeader, req_prod),
+        "offsetof(struct blkif_sring, req_event)" => offset_of!(SringHeader, req_event),
+        "offsetof(struct blkif_sring, rsp_prod)" => offset_of!(SringHeader, rsp_prod),
+        "offsetof(struct blkif_sring, rsp_event)" => offset_of!(SringHeader, rsp_event),
+        "offsetof(struct blkif_sring, pvt)" => offset_of!(SringHeader, pvt),
+        "offsetof(struct blkif_sring, __pad)" => offset_of!(SringHeader, pad),
+        "__CONST_RING_SIZE(blkif, 4096)" => ring_size(4096, RING_ENTRY_SIZE),
+    );
 
     consts!(
         t,
-        "__HYPERVISOR_mmu_update" = hypercall::MMU_UPDATE,
-        "__HYPERVISOR_memory_op" = hypercall::MEMORY_OP,
-        "__HYPERVISOR_update_va_mapping" = hypercall::UPDATE_VA_MAPPING,
-        "__HYPERVISOR_set_timer_op" = hypercall::SET_TIMER_OP,
-        "__HYPERVISOR_xen_version" = hypercall::XEN_VERSION,
-        "__HYPERVISOR_console_io" = hypercall::CONSOLE_IO,
-        "__HYPERVISOR_grant_table_op" = hypercall::GRANT_TABLE_OP,
-        "__HYPERVISOR_vm_assist" = hypercall::VM_ASSIST,
-        "__HYPERVISOR_vcpu_op" = hypercall::VCPU_OP,
-        "__HYPERVISOR_mmuext_op" = hypercall::MMUEXT_OP,
-        "__HYPERVISOR_sched_op" = hypercall::SCHED_OP,
-        "__HYPERVISOR_callback_op" = hypercall::CALLBACK_OP,
-        "__HYPERVISOR_event_channel_op" = hypercall::EVENT_CHANNEL_OP,
-        "__HYPERVISOR_physdev_op" = hypercall::PHYSDEV_OP,
-        "__HYPERVISOR_hvm_op" = hypercall::HVM_OP,
-        "CONSOLEIO_write" = console_io::WRITE,
-        "CONSOLEIO_read" = console_io::READ,
-        "XENVER_version" = xen_version::VERSION,
-        "XENVER_get_features" = xen_version::GET_FEATURES,
-        "XENFEAT_auto_translated_physmap" = features::AUTO_TRANSLATED_PHYSMAP,
-        "XENFEAT_dom0" = features::DOM0,
-        "DOMID_SELF" = DOMID_SELF,
-        "XEN_LEGACY_MAX_VCPUS" = LEGACY_MAX_VCPUS,
-        "MAX_GUEST_CMDLINE" = MAX_GUEST_CMDLINE,
-        "HYPERVISOR_VIRT_START" = MACH2PHYS_VIRT_START,
-        "SIF_PRIVILEGED" = sif::PRIVILEGED,
-        "SIF_INITDOMAIN" = sif::INITDOMAIN,
-        "SIF_MOD_START_PFN" = sif::MOD_START_PFN,
-        "MMU_NORMAL_PT_UPDATE" = MMU_NORMAL_PT_UPDATE,
-        "MMU_MACHPHYS_UPDATE" = MMU_MACHPHYS_UPDATE,
-        "MMUEXT_PIN_L1_TABLE" = mmuext::PIN_L1_TABLE,
-        "MMUEXT_PIN_L4_TABLE" = mmuext::PIN_L4_TABLE,
-        "MMUEXT_UNPIN_TABLE" = mmuext::UNPIN_TABLE,
-        "MMUEXT_NEW_BASEPTR" = mmuext::NEW_BASEPTR,
-        "MMUEXT_TLB_FLUSH_LOCAL" = mmuext::TLB_FLUSH_LOCAL,
-        "MMUEXT_INVLPG_LOCAL" = mmuext::INVLPG_LOCAL,
-        "UVMF_INVLPG" = uvmf::INVLPG,
-        "UVMF_TLB_FLUSH" = uvmf::TLB_FLUSH,
-        "UVMF_ALL" = uvmf::ALL,
-        "VMASST_TYPE_writable_pagetables" = vmasst::TYPE_WRITABLE_PAGETABLES,
-        "EVTCHNOP_bind_interdomain" = EVTCHNOP_BIND_INTERDOMAIN,
-        "EVTCHNOP_bind_virq" = EVTCHNOP_BIND_VIRQ,
-        "EVTCHNOP_close" = EVTCHNOP_CLOSE,
-        "EVTCHNOP_send" = EVTCHNOP_SEND,
-        "EVTCHNOP_status" = EVTCHNOP_STATUS,
-        "EVTCHNOP_alloc_unbound" = EVTCHNOP_ALLOC_UNBOUND,
-        "EVTCHNOP_unmask" = EVTCHNOP_UNMASK,
-        "VIRQ_TIMER" = virq::TIMER,
-        "VIRQ_DEBUG" = virq::DEBUG,
-        "VIRQ_CONSOLE" = virq::CONSOLE,
-        "VIRQ_DOM_EXC" = virq::DOM_EXC,
-        "SCHEDOP_yield" = SCHEDOP_YIELD,
-        "SCHEDOP_block" = SCHEDOP_BLOCK,
-        "SCHEDOP_shutdown" = SCHEDOP_SHUTDOWN,
-        "SCHEDOP_poll" = SCHEDOP_POLL,
-        "SHUTDOWN_poweroff" = shutdown::POWEROFF,
-        "SHUTDOWN_reboot" = shutdown::REBOOT,
-        "SHUTDOWN_suspend" = shutdown::SUSPEND,
-        "SHUTDOWN_crash" = shutdown::CRASH,
-        "SHUTDOWN_watchdog" = shutdown::WATCHDOG,
-        "GNTTABOP_map_grant_ref" = GNTTABOP_MAP_GRANT_REF,
-        "GNTTABOP_unmap_grant_ref" = GNTTABOP_UNMAP_GRANT_REF,
-        "GNTTABOP_setup_table" = GNTTABOP_SETUP_TABLE,
-        "GNTTABOP_query_size" = GNTTABOP_QUERY_SIZE,
-        "GNTTABOP_set_version" = GNTTABOP_SET_VERSION,
-        "GTF_invalid" = gtf::INVALID,
-        "GTF_permit_access" = gtf::PERMIT_ACCESS,
-        "GTF_accept_transfer" = gtf::ACCEPT_TRANSFER,
-        "GTF_type_mask" = gtf::TYPE_MASK,
-        "GTF_readonly" = gtf::READONLY,
-        "GTF_reading" = gtf::READING,
-        "GTF_writing" = gtf::WRITING,
-        "GNTTAB_NR_RESERVED_ENTRIES" = NR_RESERVED_ENTRIES,
-        "GNTST_okay" = i64::from(GNTST_OKAY) as u64,
-        "XENMEM_increase_reservation" = XENMEM_INCREASE_RESERVATION,
-        "XENMEM_decrease_reservation" = XENMEM_DECREASE_RESERVATION,
-        "XENMEM_maximum_ram_page" = XENMEM_MAXIMUM_RAM_PAGE,
-        "XENMEM_current_reservation" = XENMEM_CURRENT_RESERVATION,
-        "XENMEM_maximum_reservation" = XENMEM_MAXIMUM_RESERVATION,
-        "XENMEM_populate_physmap" = XENMEM_POPULATE_PHYSMAP,
-        "XENMEM_add_to_physmap" = XENMEM_ADD_TO_PHYSMAP,
-        "XENMEM_memory_map" = XENMEM_MEMORY_MAP,
-        "XENMAPSPACE_shared_info" = mapspace::SHARED_INFO,
-        "XENMAPSPACE_grant_table" = mapspace::GRANT_TABLE,
-        "XENMAPSPACE_gmfn" = mapspace::GMFN,
-        "HVMOP_set_param" = HVMOP_SET_PARAM,
-        "HVMOP_get_param" = HVMOP_GET_PARAM,
-        "HVM_PARAM_STORE_PFN" = HVM_PARAM_STORE_PFN,
-        "HVM_PARAM_STORE_EVTCHN" = HVM_PARAM_STORE_EVTCHN,
-        "HVM_PARAM_CONSOLE_PFN" = HVM_PARAM_CONSOLE_PFN,
-        "HVM_PARAM_CONSOLE_EVTCHN" = HVM_PARAM_CONSOLE_EVTCHN,
-        "XEN_HVM_START_MAGIC_VALUE" = HVM_START_MAGIC_VALUE,
-        "XEN_HVM_MEMMAP_TYPE_RAM" = HVM_MEMMAP_TYPE_RAM,
-        "XEN_HVM_MEMMAP_TYPE_RESERVED" = HVM_MEMMAP_TYPE_RESERVED,
-        "XEN_HVM_MEMMAP_TYPE_ACPI" = HVM_MEMMAP_TYPE_ACPI,
-        "XENSTORE_RING_SIZE" = XENSTORE_RING_SIZE,
-        "XENSTORE_PAYLOAD_MAX" = XENSTORE_PAYLOAD_MAX,
-        "BLKIF_OP_READ" = BLKIF_OP_READ,
-        "BLKIF_OP_WRITE" = BLKIF_OP_WRITE,
-        "BLKIF_OP_WRITE_BARRIER" = BLKIF_OP_WRITE_BARRIER,
-        "BLKIF_OP_FLUSH_DISKCACHE" = BLKIF_OP_FLUSH_DISKCACHE,
-        "BLKIF_OP_DISCARD" = BLKIF_OP_DISCARD,
-        "BLKIF_MAX_SEGMENTS_PER_REQUEST" = BLKIF_MAX_SEGMENTS_PER_REQUEST,
-        "(uint64_t)(int64_t)BLKIF_RSP_EOPNOTSUPP" = i64::from(BLKIF_RSP_EOPNOTSUPP) as u64,
-        "(uint64_t)(int64_t)BLKIF_RSP_ERROR" = i64::from(BLKIF_RSP_ERROR) as u64,
-        "BLKIF_RSP_OKAY" = BLKIF_RSP_OKAY as u64,
-        "VDISK_CDROM" = VDISK_CDROM,
-        "VDISK_REMOVABLE" = VDISK_REMOVABLE,
-        "VDISK_READONLY" = VDISK_READONLY,
-        "XenbusStateUnknown" = io::xenbus::UNKNOWN,
-        "XenbusStateInitialising" = io::xenbus::INITIALISING,
-        "XenbusStateInitWait" = io::xenbus::INIT_WAIT,
-        "XenbusStateInitialised" = io::xenbus::INITIALISED,
-        "XenbusStateConnected" = io::xenbus::CONNECTED,
-        "XenbusStateClosing" = io::xenbus::CLOSING,
-        "XenbusStateClosed" = io::xenbus::CLOSED,
-        "XenbusStateReconfiguring" = io::xenbus::RECONFIGURING,
-        "XenbusStateReconfigured" = io::xenbus::RECONFIGURED,
-        "XEN_ELFNOTE_INFO" = elfnote::INFO,
-        "XEN_ELFNOTE_ENTRY" = elfnote::ENTRY,
-        "XEN_ELFNOTE_HYPERCALL_PAGE" = elfnote::HYPERCALL_PAGE,
-        "XEN_ELFNOTE_VIRT_BASE" = elfnote::VIRT_BASE,
-        "XEN_ELFNOTE_PADDR_OFFSET" = elfnote::PADDR_OFFSET,
-        "XEN_ELFNOTE_XEN_VERSION" = elfnote::XEN_VERSION,
-        "XEN_ELFNOTE_GUEST_OS" = elfnote::GUEST_OS,
-        "XEN_ELFNOTE_GUEST_VERSION" = elfnote::GUEST_VERSION,
-        "XEN_ELFNOTE_LOADER" = elfnote::LOADER,
-        "XEN_ELFNOTE_PAE_MODE" = elfnote::PAE_MODE,
-        "XEN_ELFNOTE_FEATURES" = elfnote::FEATURES,
-        "XEN_ELFNOTE_BSD_SYMTAB" = elfnote::BSD_SYMTAB,
-        "XEN_ELFNOTE_HV_START_LOW" = elfnote::HV_START_LOW,
-        "XEN_ELFNOTE_L1_MFN_VALID" = elfnote::L1_MFN_VALID,
-        "XEN_ELFNOTE_SUSPEND_CANCEL" = elfnote::SUSPEND_CANCEL,
-        "XEN_ELFNOTE_INIT_P2M" = elfnote::INIT_P2M,
-        "XEN_ELFNOTE_MOD_START_PFN" = elfnote::MOD_START_PFN,
-        "XEN_ELFNOTE_SUPPORTED_FEATURES" = elfnote::SUPPORTED_FEATURES,
-        "XEN_ELFNOTE_PHYS32_ENTRY" = elfnote::PHYS32_ENTRY,
+        "__HYPERVISOR_mmu_update" => hypercall::MMU_UPDATE,
+        "__HYPERVISOR_memory_op" => hypercall::MEMORY_OP,
+        "__HYPERVISOR_update_va_mapping" => hypercall::UPDATE_VA_MAPPING,
+        "__HYPERVISOR_set_timer_op" => hypercall::SET_TIMER_OP,
+        "__HYPERVISOR_xen_version" => hypercall::XEN_VERSION,
+        "__HYPERVISOR_console_io" => hypercall::CONSOLE_IO,
+        "__HYPERVISOR_grant_table_op" => hypercall::GRANT_TABLE_OP,
+        "__HYPERVISOR_vm_assist" => hypercall::VM_ASSIST,
+        "__HYPERVISOR_vcpu_op" => hypercall::VCPU_OP,
+        "__HYPERVISOR_mmuext_op" => hypercall::MMUEXT_OP,
+        "__HYPERVISOR_sched_op" => hypercall::SCHED_OP,
+        "__HYPERVISOR_callback_op" => hypercall::CALLBACK_OP,
+        "__HYPERVISOR_event_channel_op" => hypercall::EVENT_CHANNEL_OP,
+        "__HYPERVISOR_physdev_op" => hypercall::PHYSDEV_OP,
+        "__HYPERVISOR_hvm_op" => hypercall::HVM_OP,
+        "CONSOLEIO_write" => console_io::WRITE,
+        "CONSOLEIO_read" => console_io::READ,
+        "XENVER_version" => xen_version::VERSION,
+        "XENVER_get_features" => xen_version::GET_FEATURES,
+        "XENFEAT_auto_translated_physmap" => features::AUTO_TRANSLATED_PHYSMAP,
+        "XENFEAT_dom0" => features::DOM0,
+        "DOMID_SELF" => DOMID_SELF,
+        "XEN_LEGACY_MAX_VCPUS" => LEGACY_MAX_VCPUS,
+        "MAX_GUEST_CMDLINE" => MAX_GUEST_CMDLINE,
+        "HYPERVISOR_VIRT_START" => MACH2PHYS_VIRT_START,
+        "SIF_PRIVILEGED" => sif::PRIVILEGED,
+        "SIF_INITDOMAIN" => sif::INITDOMAIN,
+        "SIF_MOD_START_PFN" => sif::MOD_START_PFN,
+        "MMU_NORMAL_PT_UPDATE" => MMU_NORMAL_PT_UPDATE,
+        "MMU_MACHPHYS_UPDATE" => MMU_MACHPHYS_UPDATE,
+        "MMUEXT_PIN_L1_TABLE" => mmuext::PIN_L1_TABLE,
+        "MMUEXT_PIN_L4_TABLE" => mmuext::PIN_L4_TABLE,
+        "MMUEXT_UNPIN_TABLE" => mmuext::UNPIN_TABLE,
+        "MMUEXT_NEW_BASEPTR" => mmuext::NEW_BASEPTR,
+        "MMUEXT_TLB_FLUSH_LOCAL" => mmuext::TLB_FLUSH_LOCAL,
+        "MMUEXT_INVLPG_LOCAL" => mmuext::INVLPG_LOCAL,
+        "UVMF_INVLPG" => uvmf::INVLPG,
+        "UVMF_TLB_FLUSH" => uvmf::TLB_FLUSH,
+        "UVMF_ALL" => uvmf::ALL,
+        "VMASST_TYPE_writable_pagetables" => vmasst::TYPE_WRITABLE_PAGETABLES,
+        "EVTCHNOP_bind_interdomain" => EVTCHNOP_BIND_INTERDOMAIN,
+        "EVTCHNOP_bind_virq" => EVTCHNOP_BIND_VIRQ,
+        "EVTCHNOP_close" => EVTCHNOP_CLOSE,
+        "EVTCHNOP_send" => EVTCHNOP_SEND,
+        "EVTCHNOP_status" => EVTCHNOP_STATUS,
+        "EVTCHNOP_alloc_unbound" => EVTCHNOP_ALLOC_UNBOUND,
+        "EVTCHNOP_unmask" => EVTCHNOP_UNMASK,
+        "VIRQ_TIMER" => virq::TIMER,
+        "VIRQ_DEBUG" => virq::DEBUG,
+        "VIRQ_CONSOLE" => virq::CONSOLE,
+        "VIRQ_DOM_EXC" => virq::DOM_EXC,
+        "SCHEDOP_yield" => SCHEDOP_YIELD,
+        "SCHEDOP_block" => SCHEDOP_BLOCK,
+        "SCHEDOP_shutdown" => SCHEDOP_SHUTDOWN,
+        "SCHEDOP_poll" => SCHEDOP_POLL,
+        "SHUTDOWN_poweroff" => shutdown::POWEROFF,
+        "SHUTDOWN_reboot" => shutdown::REBOOT,
+        "SHUTDOWN_suspend" => shutdown::SUSPEND,
+        "SHUTDOWN_crash" => shutdown::CRASH,
+        "SHUTDOWN_watchdog" => shutdown::WATCHDOG,
+        "GNTTABOP_map_grant_ref" => GNTTABOP_MAP_GRANT_REF,
+        "GNTTABOP_unmap_grant_ref" => GNTTABOP_UNMAP_GRANT_REF,
+        "GNTTABOP_setup_table" => GNTTABOP_SETUP_TABLE,
+        "GNTTABOP_query_size" => GNTTABOP_QUERY_SIZE,
+        "GNTTABOP_set_version" => GNTTABOP_SET_VERSION,
+        "GTF_invalid" => gtf::INVALID,
+        "GTF_permit_access" => gtf::PERMIT_ACCESS,
+        "GTF_accept_transfer" => gtf::ACCEPT_TRANSFER,
+        "GTF_type_mask" => gtf::TYPE_MASK,
+        "GTF_readonly" => gtf::READONLY,
+        "GTF_reading" => gtf::READING,
+        "GTF_writing" => gtf::WRITING,
+        "GNTTAB_NR_RESERVED_ENTRIES" => NR_RESERVED_ENTRIES,
+        "GNTST_okay" => GNTST_OKAY as i64 as u64,
+        "XENMEM_increase_reservation" => XENMEM_INCREASE_RESERVATION,
+        "XENMEM_decrease_reservation" => XENMEM_DECREASE_RESERVATION,
+        "XENMEM_maximum_ram_page" => XENMEM_MAXIMUM_RAM_PAGE,
+        "XENMEM_current_reservation" => XENMEM_CURRENT_RESERVATION,
+        "XENMEM_maximum_reservation" => XENMEM_MAXIMUM_RESERVATION,
+        "XENMEM_populate_physmap" => XENMEM_POPULATE_PHYSMAP,
+        "XENMEM_add_to_physmap" => XENMEM_ADD_TO_PHYSMAP,
+        "XENMEM_memory_map" => XENMEM_MEMORY_MAP,
+        "XENMAPSPACE_shared_info" => mapspace::SHARED_INFO,
+        "XENMAPSPACE_grant_table" => mapspace::GRANT_TABLE,
+        "XENMAPSPACE_gmfn" => mapspace::GMFN,
+        "HVMOP_set_param" => HVMOP_SET_PARAM,
+        "HVMOP_get_param" => HVMOP_GET_PARAM,
+        "HVM_PARAM_STORE_PFN" => HVM_PARAM_STORE_PFN,
+        "HVM_PARAM_STORE_EVTCHN" => HVM_PARAM_STORE_EVTCHN,
+        "HVM_PARAM_CONSOLE_PFN" => HVM_PARAM_CONSOLE_PFN,
+        "HVM_PARAM_CONSOLE_EVTCHN" => HVM_PARAM_CONSOLE_EVTCHN,
+        "XEN_HVM_START_MAGIC_VALUE" => HVM_START_MAGIC_VALUE,
+        "XEN_HVM_MEMMAP_TYPE_RAM" => HVM_MEMMAP_TYPE_RAM,
+        "XEN_HVM_MEMMAP_TYPE_RESERVED" => HVM_MEMMAP_TYPE_RESERVED,
+        "XEN_HVM_MEMMAP_TYPE_ACPI" => HVM_MEMMAP_TYPE_ACPI,
+        "XENSTORE_RING_SIZE" => XENSTORE_RING_SIZE,
+        "XENSTORE_PAYLOAD_MAX" => XENSTORE_PAYLOAD_MAX,
+        "BLKIF_OP_READ" => BLKIF_OP_READ,
+        "BLKIF_OP_WRITE" => BLKIF_OP_WRITE,
+        "BLKIF_OP_WRITE_BARRIER" => BLKIF_OP_WRITE_BARRIER,
+        "BLKIF_OP_FLUSH_DISKCACHE" => BLKIF_OP_FLUSH_DISKCACHE,
+        "BLKIF_OP_DISCARD" => BLKIF_OP_DISCARD,
+        "BLKIF_MAX_SEGMENTS_PER_REQUEST" => BLKIF_MAX_SEGMENTS_PER_REQUEST,
+        "(uint64_t)(int64_t)BLKIF_RSP_EOPNOTSUPP" => BLKIF_RSP_EOPNOTSUPP as i64 as u64,
+        "(uint64_t)(int64_t)BLKIF_RSP_ERROR" => BLKIF_RSP_ERROR as i64 as u64,
+        "BLKIF_RSP_OKAY" => BLKIF_RSP_OKAY as u64,
+        "VDISK_CDROM" => VDISK_CDROM,
+        "VDISK_REMOVABLE" => VDISK_REMOVABLE,
+        "VDISK_READONLY" => VDISK_READONLY,
+        "XenbusStateUnknown" => io::xenbus::UNKNOWN,
+        "XenbusStateInitialising" => io::xenbus::INITIALISING,
+        "XenbusStateInitWait" => io::xenbus::INIT_WAIT,
+        "XenbusStateInitialised" => io::xenbus::INITIALISED,
+        "XenbusStateConnected" => io::xenbus::CONNECTED,
+        "XenbusStateClosing" => io::xenbus::CLOSING,
+        "XenbusStateClosed" => io::xenbus::CLOSED,
+        "XenbusStateReconfiguring" => io::xenbus::RECONFIGURING,
+        "XenbusStateReconfigured" => io::xenbus::RECONFIGURED,
+        "XEN_ELFNOTE_INFO" => elfnote::INFO,
+        "XEN_ELFNOTE_ENTRY" => elfnote::ENTRY,
+        "XEN_ELFNOTE_HYPERCALL_PAGE" => elfnote::HYPERCALL_PAGE,
+        "XEN_ELFNOTE_VIRT_BASE" => elfnote::VIRT_BASE,
+        "XEN_ELFNOTE_PADDR_OFFSET" => elfnote::PADDR_OFFSET,
+        "XEN_ELFNOTE_XEN_VERSION" => elfnote::XEN_VERSION,
+        "XEN_ELFNOTE_GUEST_OS" => elfnote::GUEST_OS,
+        "XEN_ELFNOTE_GUEST_VERSION" => elfnote::GUEST_VERSION,
+        "XEN_ELFNOTE_LOADER" => elfnote::LOADER,
+        "XEN_ELFNOTE_PAE_MODE" => elfnote::PAE_MODE,
+        "XEN_ELFNOTE_FEATURES" => elfnote::FEATURES,
+        "XEN_ELFNOTE_BSD_SYMTAB" => elfnote::BSD_SYMTAB,
+        "XEN_ELFNOTE_HV_START_LOW" => elfnote::HV_START_LOW,
+        "XEN_ELFNOTE_L1_MFN_VALID" => elfnote::L1_MFN_VALID,
+        "XEN_ELFNOTE_SUSPEND_CANCEL" => elfnote::SUSPEND_CANCEL,
+        "XEN_ELFNOTE_INIT_P2M" => elfnote::INIT_P2M,
+        "XEN_ELFNOTE_MOD_START_PFN" => elfnote::MOD_START_PFN,
+        "XEN_ELFNOTE_SUPPORTED_FEATURES" => elfnote::SUPPORTED_FEATURES,
+        "XEN_ELFNOTE_PHYS32_ENTRY" => elfnote::PHYS32_ENTRY,
     );
     t
 }
@@ -448,4 +448,118 @@ fn layout_matches_xen_public_headers() {
         "ABI mismatches:\n{}",
         mismatches.join("\n")
     );
+}
+
+/// The generated assertions of the x86_32 layout, compiled into every 32-bit build.
+const X86_32_FILE: &str = "src/layout_x86_32.rs";
+
+/// The 32-bit side: the same table, with Xen's headers compiled for i386 (`-m32`, to
+/// assembly only, so no 32-bit C library is needed). Its values become
+/// `src/layout_x86_32.rs`, constant assertions that every x86_32 build of the crate
+/// compiles: that file must be what the headers say (`XEN_ABI_BLESS=1` rewrites it).
+#[test]
+fn layout_x86_32_matches_xen_public_headers() {
+    let include = include_dir();
+    // x86_32 keeps `wc_sec_hi` in `arch_shared_info`: `shared_info` has no room for it.
+    let mut table: Vec<Check> = table()
+        .into_iter()
+        .filter(|c| c.c != "offsetof(struct shared_info, wc_sec_hi)")
+        .collect();
+    table.push(check(
+        "offsetof(struct arch_shared_info, wc_sec_hi)",
+        0u64,
+        "offset_of!(ArchSharedInfo, wc_sec_hi)",
+    ));
+    let values = compile_c_x86_32(&include, &table);
+    let mut text = String::from(
+        "//! The x86_32 layout of the ABI: generated by `tests/layout.rs` from Xen's public\n\
+         //! headers compiled with `-m32` (`XEN_ABI_BLESS=1 cargo xtask test` rewrites it).\n\
+         //! Each line is checked when the crate is compiled for x86_32.\n\n\
+         #![allow(unused_imports)]\n\n\
+         use core::mem::{offset_of, size_of};\n\n\
+         use crate::event_channel::*;\nuse crate::grant_table::*;\nuse crate::hvm::*;\n\
+         use crate::io::blkif::*;\nuse crate::io::console::XenconsInterface;\n\
+         use crate::io::ring::{ring_size, SringHeader};\nuse crate::io::xenstore::*;\n\
+         use crate::memory::*;\nuse crate::sched::*;\nuse crate::*;\n\n",
+    );
+    for (check, value) in table.iter().zip(&values) {
+        text.push_str(&format!(
+            "// {}\nconst _: () = assert!({} as u64 == {value:#x});\n",
+            check.c,
+            check.rust_src.trim_end_matches(" as u64")
+        ));
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(X86_32_FILE);
+    if std::env::var_os("XEN_ABI_BLESS").is_some() {
+        std::fs::write(&path, &text).expect("write the x86_32 layout file");
+    }
+    let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        recorded == text,
+        "{} does not match Xen's headers compiled with -m32; rerun with XEN_ABI_BLESS=1 \
+         and build an x86_32 image to check the Rust side",
+        path.display()
+    );
+}
+
+/// Each expression of the table as the C compiler sees it for i386: the values come out
+/// of the assembly as `.ascii "@@ HIGH LOW"` lines (two 32-bit halves).
+fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
+    let mut src = String::from(
+        "#include <stdint.h>\n#include <stddef.h>\n#define __XEN_INTERFACE_VERSION__ 0x00040e00\n",
+    );
+    for h in HEADERS {
+        src.push_str(&format!("#include <{h}>\n"));
+    }
+    src.push_str("void layout(void) {\n");
+    for c in table {
+        src.push_str(&format!(
+            "  __asm__ volatile(\".ascii \\\"@@ %c0 %c1\\\"\" :: \"i\"((uint32_t)((uint64_t)({0}) >> 32)), \"i\"((uint32_t)(uint64_t)({0})));\n",
+            c.c
+        ));
+    }
+    src.push_str("}\n");
+    let dir = std::env::temp_dir().join(format!("xen-abi-layout32-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temporary folder");
+    let c_file = dir.join("layout32.c");
+    std::fs::write(&c_file, &src).expect("write C file");
+    let cc = std::env::var("XEN_ABI_CC")
+        .or_else(|_| std::env::var("CC"))
+        .unwrap_or_else(|_| "cc".into());
+    let out = Command::new(&cc)
+        .args([
+            "-m32",
+            "-std=gnu11",
+            "-ffreestanding",
+            "-S",
+            "-o",
+            "-",
+            "-I",
+        ])
+        .arg(include)
+        .arg(&c_file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "compiling the layout expressions with -m32 against {} failed:\n{}",
+        include.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asm = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<u64> = asm
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".ascii \"@@ "))
+        .map(|rest| {
+            let mut halves = rest.trim_end_matches('"').split(' ').map(|h| {
+                // GCC prints a 32-bit constant signed.
+                h.parse::<i64>().expect("the assembly holds numbers") as u64 & 0xffff_ffff
+            });
+            let (high, low) = (halves.next().unwrap_or(0), halves.next().unwrap_or(0));
+            high << 32 | low
+        })
+        .collect();
+    assert_eq!(values.len(), table.len(), "the assembly lacks some values");
+    values
 }

@@ -131,11 +131,18 @@ pub fn source(
         }
         bail!("`{src}`: no such file in {pkg}");
     }
-    let dir = ws
-        .recipes
-        .iter()
-        .find(|r| r.name == t.recipe)
-        .map_or_else(|| ws.root.join("ci/x86_64"), |r| r.dir.clone());
+    // A recipe's files are in its folder, a machine's self-test files beside its self-test.
+    let selftest_dir = || {
+        m.spec
+            .selftest
+            .as_deref()
+            .and_then(Path::parent)
+            .map(|d| ws.root.join(d))
+    };
+    let dir = match ws.recipes.iter().find(|r| r.name == t.recipe) {
+        Some(r) => r.dir.clone(),
+        None => selftest_dir().with_context(|| format!("{}/{}: no folder", t.recipe, t.name))?,
+    };
     let p = dir.join(src);
     if !p.is_file() {
         bail!(

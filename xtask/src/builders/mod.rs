@@ -81,18 +81,31 @@ pub struct XenTarget<'a> {
     pub root: &'a buildenv::Root,
 }
 
-/// The Rust target of every image build: the build environment's Rust has its standard
-/// library; each image build makes it freestanding (the runtime) or static (ioemu's init)
-/// with its own flags.
+/// The Rust target whose standard library the build environment's Rust ships (Debian's
+/// `libstd-rust-web-dev`). Images of a variant with another target (see
+/// [`Variant::rust_target`]) compile `core` and `alloc` from the toolchain's own sources
+/// (`rust-web-src`) as part of their build.
 pub const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// The crates of the standard library an image of another target compiles (the runtime
+/// defines the C memory functions itself, as for the precompiled x86_64 `core`).
+const BUILD_STD: &str = "-Zbuild-std=core,alloc,compiler_builtins";
+/// Where image builds find the workspace's vendored crates.
+const VENDOR: &str = "/vendor";
+/// Where a `-Zbuild-std` build finds those and the standard library's: a folder of the
+/// target folder (`/build` inside).
+const STD_VENDOR: &str = "std-vendor";
+const STD_VENDOR_INSIDE: &str = "/build/std-vendor";
+/// The standard library's crates in the build environment (`rust-web-src`).
+const LIBRARY_VENDOR: &str = "/usr/lib/rustlib/src/rust/library/vendor";
+
 impl Job<'_> {
-    /// `cargo build` of one workspace package with the `image` profile for [`IMAGE_TARGET`],
-    /// by the build environment's cargo, offline from the vendored crates: the checkout at
-    /// `/src` (read-only), the target folder `target/<folder>` (a scratch folder under
-    /// `--fresh`) at `/build`. Returns the step, for the caller to add to and run, and the
-    /// host folder the package's outputs land in. Cargo runs on the real clock: rustc hangs
-    /// under libfaketime.
+    /// `cargo build` of one workspace package with the `image` profile for the variant's
+    /// Rust target, by the build environment's cargo, offline from the vendored crates: the
+    /// checkout at `/src` (read-only), the target folder `target/<folder>` (a scratch
+    /// folder under `--fresh`) at `/build`. Returns the step, for the caller to add to and
+    /// run, and the host folder the package's outputs land in. Cargo runs on the real
+    /// clock: rustc hangs under libfaketime.
     pub fn cargo_image(
         &self,
         package: &str,
@@ -100,6 +113,7 @@ impl Job<'_> {
         rustflags: &[String],
         vars: &[(&str, &str)],
     ) -> Result<(std::process::Command, PathBuf)> {
+        let target = self.variant.rust_target();
         let target_dir = if self.fresh {
             self.staging.join("cargo")
         } else {
@@ -107,32 +121,36 @@ impl Job<'_> {
         };
         fs_err::create_dir_all(&target_dir)
             .with_context(|| format!("creating {}", target_dir.display()))?;
+        let build_std = target != IMAGE_TARGET;
         let vendor = crate::crates::vendored(self.ws, self.cache)?;
         let mut step = self
             .root
             .step()
             .ro(&self.ws.root, "/src")
-            .ro(&vendor, "/vendor")
+            .ro(&vendor, VENDOR)
             .rw(&target_dir, "/build")
             .cwd("/src")
             .env("RUSTFLAGS", rustflags.join(" "))
             .env("SOURCE_DATE_EPOCH", self.epoch.to_string())
             .env("CARGO_HOME", "/tmp/cargo-home");
+        let mut crates = VENDOR;
+        if build_std {
+            // `-Zbuild-std` is unstable; Debian's toolchain takes it with RUSTC_BOOTSTRAP.
+            step = step.env("RUSTC_BOOTSTRAP", "1");
+            std_vendor(&vendor, &self.root.dir, &target_dir.join(STD_VENDOR))?;
+            crates = STD_VENDOR_INSIDE;
+        }
         for (name, value) in vars {
             step = step.env(name, *value);
         }
         let mut c = step.command("cargo")?;
         c.args(["build", "--offline", "--locked", "--profile", "image"])
-            .args([
-                "--target",
-                IMAGE_TARGET,
-                "-p",
-                package,
-                "--target-dir",
-                "/build",
-            ])
-            .args(crate::crates::cargo_config("/vendor"));
-        Ok((c, target_dir.join(IMAGE_TARGET).join("image")))
+            .args(["--target", target, "-p", package, "--target-dir", "/build"])
+            .args(crate::crates::cargo_config(crates));
+        if build_std {
+            c.arg(BUILD_STD);
+        }
+        Ok((c, target_dir.join(target).join("image")))
     }
 
     /// Where the builder must leave the artifact.
@@ -151,6 +169,37 @@ impl Job<'_> {
         }
         Ok(self.staging.join("out").join(name))
     }
+}
+
+/// Makes `dir` the one crate source cargo takes for a `-Zbuild-std` build: links to the
+/// workspace's vendored crates and to those of the standard library's own lock file, which
+/// Debian ships in `rust-web-src`. The links name paths inside the build environment.
+fn std_vendor(vendor: &Path, root: &Path, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs_err::remove_dir_all(dir)?;
+    }
+    fs_err::create_dir_all(dir)?;
+    let mut names = std::collections::BTreeSet::new();
+    for (host, inside) in [
+        (vendor.to_path_buf(), VENDOR),
+        (root.join(&LIBRARY_VENDOR[1..]), LIBRARY_VENDOR),
+    ] {
+        let entries = fs_err::read_dir(&host)
+            .with_context(|| format!("the crates of {inside} in the build environment"))?;
+        let mut found: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        for name in found {
+            // The same name and version is the same crate (cargo checks its checksum).
+            if names.insert(name.clone()) {
+                std::os::unix::fs::symlink(format!("{inside}/{name}"), dir.join(&name))
+                    .with_context(|| format!("linking {name} in {}", dir.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Set by `repro` on its second build: a libfaketime offset such as `+400d`.

@@ -1,5 +1,6 @@
 //! The `rust` and `c` kinds: stub domains on the `stubrt` runtime. One freestanding x86_64
-//! ELF serves both `x86_64-pv` and `x86_64-pvh` (it carries both entry points).
+//! ELF serves both `x86_64-pv` and `x86_64-pvh` (it carries both entry points);
+//! `x86_32-pv` is a 32-bit PAE PV ELF from the same sources and linker script.
 
 use std::path::{Path, PathBuf};
 
@@ -34,11 +35,17 @@ const LINK_FLAGS: &[&str] = &[
     "-Wl,--strip-all",
 ];
 
+/// What the C compiler and linker driver need to make code for the variant.
+fn arch_flags(variant: Variant) -> Result<&'static [&'static str]> {
+    Ok(match variant {
+        Variant::X86_64Pv | Variant::X86_64Pvh => &[],
+        Variant::X86_32Pv => &["-m32", "-march=i686"],
+        other => bail!("the runtime supports x86_64-pv, x86_64-pvh and x86_32-pv, not {other}"),
+    })
+}
+
 pub fn build(job: &Job) -> Result<()> {
-    match job.variant {
-        Variant::X86_64Pv | Variant::X86_64Pvh => {}
-        other => bail!("the runtime supports x86_64-pv and x86_64-pvh, not {other}"),
-    }
+    arch_flags(job.variant)?;
     let out = job.output();
     match job.recipe.kind {
         Kind::Rust => {
@@ -105,6 +112,7 @@ fn build_c(job: &Job, out: &Path) -> Result<()> {
         let rel = rel_dir.join(src);
         let mut cc = step().command("cc")?;
         cc.args(C_FLAGS)
+            .args(arch_flags(job.variant)?)
             .arg("-ffile-prefix-map=/src=.")
             .args(["-I", "/src/libs/stubrt-c/include", "-c"])
             .arg(&rel)
@@ -116,6 +124,7 @@ fn build_c(job: &Job, out: &Path) -> Result<()> {
     let out_rel = out.strip_prefix(&job.staging).context("output path")?;
     let mut link = step().command("cc")?;
     link.args(LINK_FLAGS)
+        .args(arch_flags(job.variant)?)
         .args(["-T", "/src/libs/stubrt/link.ld", "-o"])
         .arg(Path::new("/out").join(out_rel))
         .args(&objects)

@@ -1,14 +1,13 @@
-//! The x86_64 entry points' Rust side (PV with `start_info`, PVH with `hvm_start_info`):
-//! console, shared info, xenstore and memory found the way each protocol hands them over,
-//! then the common start of day (`platform::start`).
+//! The x86_64 PVH entry point's Rust side (`hvm_start_info`): console, shared info,
+//! xenstore and memory found the way PVH hands them over, then the common start of day
+//! (`platform::start`). The PV entry is shared with x86_32 (`arch/x86/pv_main.rs`).
 
-use super::{PvMemory, PV};
 use crate::console::{self, Sink};
 use crate::hypervisor;
 use crate::platform::{start, BootKind, Info};
 use xen_abi::hvm::{self, HvmMemmapTableEntry, HvmStartInfo};
 use xen_abi::memory::E820Entry;
-use xen_abi::{sif, StartInfo};
+use xen_abi::sif;
 
 extern "C" {
     static __stubrt_image_end: u8;
@@ -16,64 +15,6 @@ extern "C" {
 
 fn image_end() -> u64 {
     core::ptr::addr_of!(__stubrt_image_end) as u64
-}
-
-/// PV entry, called from `boot.rs` with the `start_info` address.
-#[no_mangle]
-extern "C" fn stubrt_pv_main(si: *const StartInfo) -> ! {
-    // SAFETY: Xen passes a valid, mapped start_info page to the PV entry point.
-    let si = unsafe { si.read() };
-    // SAFETY: the shared-info page is reserved for this; nothing uses it yet.
-    let mapped = unsafe {
-        hypervisor::update_va_mapping(crate::shared::page_addr(), si.shared_info >> 12, true)
-    };
-    let dom0 = si.flags & sif::INITDOMAIN != 0;
-    if dom0 {
-        console::init(Sink::Hypervisor);
-    } else {
-        // SAFETY: reading the domU view of the console union, which is what Xen fills for
-        // domains other than dom0.
-        let domu = unsafe { si.console.domu };
-        let va = PvMemory::mfn_to_pfn(domu.mfn) << 12;
-        console::init(Sink::Ring {
-            ring: va as *mut _,
-            evtchn: domu.evtchn,
-        });
-    }
-    if let Err(e) = mapped {
-        crate::println!("stubrt: cannot map shared info: {e}");
-        crate::exit(1);
-    }
-    let store = (!dom0 && si.store_mfn != 0)
-        .then(|| (PvMemory::mfn_to_pfn(si.store_mfn) << 12, si.store_evtchn));
-    // SAFETY: the values come from this domain's start_info.
-    let mut pv = unsafe {
-        PvMemory::new(
-            si.mfn_list,
-            si.nr_pages,
-            si.pt_base,
-            (si.pt_base >> 12) + si.nr_pt_frames,
-        )
-    };
-    let heap = match pv.map_all() {
-        Ok(range) => range,
-        Err(e) => {
-            crate::println!("stubrt: cannot map memory: {e:?}");
-            crate::exit(1);
-        }
-    };
-    if let Some(mut g) = PV.try_lock() {
-        *g = Some(pv);
-    }
-    start(
-        Info {
-            kind: BootKind::Pv,
-            dom0,
-            nr_pages: si.nr_pages,
-            store,
-        },
-        heap,
-    )
 }
 
 /// PVH entry, called from `boot.rs` with the physical address of `hvm_start_info`.

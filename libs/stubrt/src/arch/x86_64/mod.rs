@@ -1,44 +1,16 @@
-//! x86_64: boot for PV and PVH, hypercalls, and the page-table work PV needs.
+//! x86_64: boot for PV and PVH, the hypercall sequence, and where PV maps grant frames.
+//! The PV memory code and PV entry are shared with x86_32 (`arch/x86`).
 
 #[cfg(stubrt_image)]
 mod boot;
 #[cfg(stubrt_image)]
 mod entry;
-#[cfg(stubrt_image)]
-mod libc;
-mod pv;
 
-pub use pv::PvMemory;
-
-use crate::global::Global;
-
-/// A PV domain's memory (its pfn-to-mfn list and page tables), once boot set it up; none
-/// for PVH.
-static PV: Global<Option<PvMemory>> = Global::new(None);
-
-/// The frame number other domains use for the page at `va`: the machine frame for PV, the
-/// guest physical frame for PVH (virtual = physical there).
-pub fn virt_to_frame(va: u64) -> u64 {
-    if let Some(pv) = PV.try_lock().as_ref().and_then(|p| p.as_ref()) {
-        return pv.pfn_to_mfn(va >> 12).unwrap_or(0);
-    }
-    va >> 12
-}
+pub(crate) use super::x86::map_grant_frames;
+pub use super::x86::{halt_forever, rdtsc, virt_to_frame, PvMemory};
 
 /// Where grant-table frames are mapped for PV: an address range no pfn reaches.
-const PV_GRANT_VA: u64 = 0x80_0000_0000;
-
-/// Maps the grant table's `frames` (as returned by `GNTTABOP_setup_table`, machine frames) for
-/// PV; returns the virtual address of the first. PVH does not use this.
-pub(crate) fn map_grant_frames(frames: &[u64]) -> Option<u64> {
-    let mut guard = PV.try_lock()?;
-    let pv = guard.as_mut()?;
-    for (i, &mfn) in frames.iter().enumerate() {
-        pv.map_frame(PV_GRANT_VA + (i as u64) * 4096, mfn).ok()?;
-    }
-    pv.finish().ok()?;
-    Some(PV_GRANT_VA)
-}
+pub(crate) const PV_GRANT_VA: u64 = 0x80_0000_0000;
 
 /// Size of the boot stack, which is also the only stack.
 pub const STACK_SIZE: usize = 64 * 1024;
@@ -81,6 +53,17 @@ pub unsafe fn hypercall(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a
     ret
 }
 
+/// `HYPERVISOR_update_va_mapping`: maps `pte` at `va` (the entry fits one register).
+///
+/// # Safety
+///
+/// As [`hypercall`]: whatever was mapped at `va` becomes unreachable through it.
+pub(crate) unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> isize {
+    let nr = xen_abi::hypercall::UPDATE_VA_MAPPING;
+    // SAFETY: the caller vouches for the mapping.
+    unsafe { hypercall(nr, va as usize, pte as usize, flags as usize, 0, 0) }
+}
+
 /// Host builds have no hypervisor: every hypercall fails with `-ENOSYS`.
 ///
 /// # Safety
@@ -96,12 +79,6 @@ pub unsafe fn hypercall(
     _a5: usize,
 ) -> isize {
     -(xen_abi::errno::ENOSYS as isize)
-}
-
-/// Reads the time stamp counter.
-pub fn rdtsc() -> u64 {
-    // SAFETY: rdtsc only reads a counter into edx:eax.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// Points the PVH hypercall page MSR (from CPUID leaf `base + 2` of Xen's leaves) at our
@@ -141,11 +118,4 @@ pub fn pvh_init_hypercall_page() -> bool {
         base += 0x100;
     }
     false
-}
-
-/// Stops this vCPU for good, for when even the shutdown hypercall failed.
-pub fn halt_forever() -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
 }

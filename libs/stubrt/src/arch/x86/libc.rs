@@ -10,7 +10,11 @@ pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut 
     // SAFETY: the caller guarantees both ranges are valid; the direction flag is clear (the
     // ABI requires it at calls).
     unsafe {
+        #[cfg(target_arch = "x86_64")]
         core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack, preserves_flags));
+        // esi is LLVM's on x86_32: swap the source in around the copy.
+        #[cfg(target_arch = "x86")]
+        core::arch::asm!("xchg esi, {s}", "rep movsb", "xchg esi, {s}", s = inout(reg) src => _, inout("ecx") n => _, inout("edi") dst => _, options(nostack, preserves_flags));
     }
     dst
 }
@@ -28,9 +32,16 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
         // SAFETY: the ranges overlap with dst above src: copy backwards from the last byte
         // with the direction flag set, and clear it again as the ABI requires.
         unsafe {
+            #[cfg(target_arch = "x86_64")]
             core::arch::asm!(
                 "std", "rep movsb", "cld",
                 inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _,
+                options(nostack)
+            );
+            #[cfg(target_arch = "x86")]
+            core::arch::asm!(
+                "xchg esi, {s}", "std", "rep movsb", "cld", "xchg esi, {s}",
+                s = inout(reg) src.add(n - 1) => _, inout("ecx") n => _, inout("edi") dst.add(n - 1) => _,
                 options(nostack)
             );
         }
@@ -45,7 +56,10 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
     // SAFETY: the caller guarantees the range is valid; the direction flag is clear.
     unsafe {
+        #[cfg(target_arch = "x86_64")]
         core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8, options(nostack, preserves_flags));
+        #[cfg(target_arch = "x86")]
+        core::arch::asm!("rep stosb", inout("ecx") n => _, inout("edi") dst => _, in("al") c as u8, options(nostack, preserves_flags));
     }
     dst
 }

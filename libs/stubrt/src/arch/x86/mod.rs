@@ -1,0 +1,57 @@
+//! What 64-bit and 32-bit x86 PV share: the PV memory code, the PV entry's Rust side, the
+//! C memory functions, the time stamp counter. Each word size's module (`x86_64`, `x86_32`)
+//! adds its boot code, hypercall sequence and address-space layout.
+
+#[cfg(stubrt_image)]
+mod libc;
+mod pv;
+#[cfg(stubrt_image)]
+mod pv_main;
+
+pub use pv::PvMemory;
+
+use crate::global::Global;
+
+/// A PV domain's memory (its pfn-to-mfn list and page tables), once boot set it up; none
+/// for PVH.
+static PV: Global<Option<PvMemory>> = Global::new(None);
+
+/// The frame number other domains use for the page at `va`: the machine frame for PV, the
+/// guest physical frame for PVH (virtual = physical there).
+pub fn virt_to_frame(va: u64) -> u64 {
+    if let Some(pv) = PV.try_lock().as_ref().and_then(|p| p.as_ref()) {
+        return pv.pfn_to_mfn(va >> 12).unwrap_or(0);
+    }
+    va >> 12
+}
+
+/// Maps the grant table's `frames` (as returned by `GNTTABOP_setup_table`, machine frames) for
+/// PV at the architecture's `PV_GRANT_VA`; returns the virtual address of the first. PVH
+/// does not use this.
+pub(crate) fn map_grant_frames(frames: &[u64]) -> Option<u64> {
+    let base = super::PV_GRANT_VA;
+    let mut guard = PV.try_lock()?;
+    let pv = guard.as_mut()?;
+    for (i, &mfn) in frames.iter().enumerate() {
+        pv.map_frame(base + (i as u64) * 4096, mfn).ok()?;
+    }
+    pv.finish().ok()?;
+    Some(base)
+}
+
+/// Reads the time stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc only reads a counter into edx:eax.
+    #[cfg(target_arch = "x86_64")]
+    return unsafe { core::arch::x86_64::_rdtsc() };
+    // SAFETY: as above.
+    #[cfg(target_arch = "x86")]
+    return unsafe { core::arch::x86::_rdtsc() };
+}
+
+/// Stops this vCPU for good, for when even the shutdown hypercall failed.
+pub fn halt_forever() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
