@@ -29,7 +29,7 @@ mod ui;
 mod variant;
 mod workspace;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -172,7 +172,12 @@ fn run(command: Command) -> Result<()> {
         Command::Fetch { names, flags } => fetch::run(&ws, &names, &flags),
         Command::Pin(flags) => pin::run(&ws.root, &flags),
         Command::Doctor => doctor::run(),
-        Command::Build { names, flags } => builders::run(&ws, &names, &flags).map(|_| ()),
+        Command::Build { names, flags } => {
+            if let Some(release) = &flags.xen_release {
+                recipe::check_xen_release(&ws.recipes, release).context("--xen-release")?;
+            }
+            builders::run(&ws, &names, &flags).map(|_| ())
+        }
         Command::Env(args) => buildenv::run(&ws, &args),
         Command::Machine { name, out, fresh } => boot::machine::run(&ws, &name, &out, fresh),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),

@@ -687,6 +687,21 @@ pub fn load_all(root: &Path) -> Result<Vec<Recipe>> {
 }
 
 /// Picks the recipes named on the command line (all when none is named).
+/// Refuses a Xen release no recipe builds images for (`--xen-release`), naming those that do.
+pub fn check_xen_release(all: &[Recipe], release: &str) -> Result<()> {
+    let known: std::collections::BTreeSet<&str> = all
+        .iter()
+        .flat_map(|r| r.xen_releases.keys().map(String::as_str))
+        .collect();
+    if !known.contains(release) {
+        bail!(
+            "no recipe builds images for Xen {release}; recipes' `xen-releases` name: {}",
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn select<'a>(all: &'a [Recipe], names: &[String]) -> Result<Vec<&'a Recipe>> {
     if names.is_empty() {
         return Ok(all.iter().collect());
