@@ -11,10 +11,13 @@ use stubdoms_archive::Tree;
 /// The top-level folders that merged-/usr systems keep under /usr.
 pub const MERGED: &[&str] = &["bin", "sbin", "lib", "lib64"];
 
-/// Where the dynamic linker looks, in order.
+/// Where the dynamic linker looks, in order: the multiarch folders of the machines' and
+/// builds' architectures (one set of packages holds one architecture's).
 const LIB_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
     "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
     "/lib64",
     "/lib",
     "/usr/lib",

@@ -444,14 +444,20 @@ impl Apt {
     }
 
     fn cmd(&self, args: &[&str]) -> Result<String> {
-        self.run("apt-get", args)
+        self.run("apt-get", args, "amd64")
+    }
+
+    /// apt-get for a set of packages of architecture `arch`: their dependencies are
+    /// resolved for it too (as for a system of that architecture).
+    fn cmd_for(&self, args: &[&str], arch: &str) -> Result<String> {
+        self.run("apt-get", args, arch)
     }
 
     fn cache_cmd(&self, args: &[&str]) -> Result<String> {
-        self.run("apt-cache", args)
+        self.run("apt-cache", args, "amd64")
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+    fn run(&self, program: &str, args: &[&str], native: &str) -> Result<String> {
         let d = self.dir.display();
         let opts = [
             "-o".to_string(),
@@ -469,7 +475,7 @@ impl Apt {
             "-o".into(),
             "Dir::Etc::PreferencesParts=/dev/null".into(),
             "-o".into(),
-            "APT::Architecture=amd64".into(),
+            format!("APT::Architecture={native}"),
             "-o".into(),
             "APT::Architectures::=amd64".into(),
             "-o".into(),
@@ -530,7 +536,7 @@ impl Apt {
         }
         args.push(if closure { "install" } else { "download" });
         args.extend(targets.iter().map(String::as_str));
-        let out = self.cmd(&args).with_context(|| {
+        let out = self.cmd_for(&args, arch).with_context(|| {
             format!("resolving `{target}` (are the names right? `apt-cache policy NAME` tells)")
         })?;
         let mut set = Vec::new();

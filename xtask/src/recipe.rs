@@ -178,8 +178,10 @@ pub enum BootMode {
     /// A guest created with `xl create` in the Debian dom0.
     #[default]
     Domu,
-    /// The image itself booted as dom0: a second of boot, no dom0 userland.
+    /// The image itself booted as dom0: a second of boot, no dom0 userland (x86).
     Dom0,
+    /// The image started by Xen itself at boot from device-tree nodes, with no dom0 (Arm).
+    Dom0less,
 }
 
 /// A disk image made for a scenario without root: optional partition table, a file system,
@@ -572,14 +574,29 @@ fn validate_tests(
             ),
             _ => {}
         }
-        if t.mode == BootMode::Dom0
-            && (t.dom0_check.is_some()
+        let mode = match t.mode {
+            BootMode::Domu => None,
+            BootMode::Dom0 => Some("dom0"),
+            BootMode::Dom0less => Some("dom0less"),
+        };
+        if let Some(mode) = mode {
+            if t.dom0_check.is_some()
                 || t.guest_type.is_some()
                 || !t.xl_files.is_empty()
-                || t.dom0_hvm)
-        {
+                || t.dom0_hvm
+                || !t.disks.is_empty()
+                || !t.xenstore.is_empty()
+            {
+                bail!(
+                    "{}: boot-test `{test_name}`: guest-type, xl-files, dom0-hvm, dom0-check, disks and xenstore are for xl guests, not mode = \"{mode}\"",
+                    loc.at(t.name.span())
+                );
+            }
+        }
+        let dom0less_arch = t.mode == BootMode::Dom0less && variant != Variant::Aarch64;
+        if dom0less_arch || (t.mode == BootMode::Dom0 && variant == Variant::Aarch64) {
             bail!(
-                "{}: boot-test `{test_name}`: guest-type, xl-files, dom0-hvm and dom0-check are for xl guests, not mode = \"dom0\"",
+                "{}: boot-test `{test_name}`: mode = \"dom0less\" is for aarch64 and mode = \"dom0\" for x86 (variant {variant})",
                 loc.at(t.name.span())
             );
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use stubdoms_archive::Tree;
 
+use super::arch::{self, Arch};
 use super::elf;
 use super::machines::Spec;
 use crate::cache::Cache;
@@ -27,7 +28,7 @@ const GUEST_INIT: &str = include_str!("dom0/guest-init");
 
 /// Programs dom0 runs, for Xen release `xen`; their libraries are found from their ELF
 /// headers.
-fn programs(xen: &str) -> Vec<String> {
+fn programs(xen: &str, arch: &Arch) -> Vec<String> {
     let mut out: Vec<String> = [
         "xl",
         "xenstored",
@@ -46,11 +47,11 @@ fn programs(xen: &str) -> Vec<String> {
             "/usr/bin/flock",
             "/sbin/losetup",
             "/bin/busybox",
-            // Loaded at run time by pthread_cancel: without it xl aborts.
-            "/lib/x86_64-linux-gnu/libgcc_s.so.1",
         ]
         .map(String::from),
     );
+    // Loaded at run time by pthread_cancel: without it xl aborts.
+    out.push(format!("/lib/{}/libgcc_s.so.1", arch.triplet));
     out
 }
 /// Hotplug scripts xl runs for disks and network interfaces.
@@ -226,41 +227,49 @@ fn assemble_with(
     let union = union(ws, cache, spec)?;
     // Another process may have finished the same machine meanwhile: same key, same bytes.
     fsx::create_dir_atomic(dir, true, |tmp| {
-        assemble(&union, &spec.xen, built_xen, tmp, epoch)
+        assemble(
+            &union,
+            &spec.xen,
+            arch::of(&spec.arch),
+            built_xen,
+            tmp,
+            epoch,
+        )
     })
 }
 
 fn assemble(
     union: &Union,
     xen_release: &str,
+    arch: &Arch,
     built_xen: Option<&Path>,
     out: &Path,
     epoch: u64,
 ) -> Result<()> {
-    // Xen: the one built from source, or Debian's gzip'd multiboot ELF, decompressed for
-    // QEMU's -kernel.
+    // Xen: the one built from source, or Debian's (QEMU's -kernel takes it uncompressed).
     let xen = match built_xen {
         Some(x) => fs_err::read(x)?,
         None => {
-            let xen_gz = union.file(
-                &format!("xen-hypervisor-{xen_release}-amd64"),
-                &format!("/boot/xen-{xen_release}-amd64.gz"),
-            )?;
-            let mut xen = Vec::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&xen_gz)?)
-                .read_to_end(&mut xen)
-                .context("decompressing Xen")?;
-            xen
+            let (pkg, path) = arch.hypervisor(xen_release);
+            let file = union.file(&pkg, &path)?;
+            if path.ends_with(".gz") {
+                let mut xen = Vec::new();
+                flate2::read::GzDecoder::new(std::fs::File::open(&file)?)
+                    .read_to_end(&mut xen)
+                    .context("decompressing Xen")?;
+                xen
+            } else {
+                fs_err::read(&file)?
+            }
         }
     };
     fsx::write_atomic(&out.join("xen"), &xen)?;
 
-    // Debian's kernel is an xz bzImage; decompressing it under emulation costs seconds per
-    // boot. Xen loads dom0 from the plain ELF, and guests from a gzip of it (xl unpacks gzip
-    // fast; an ELF this big would make the bundle larger than it saves).
-    let kernel = kernel(union)?;
-    let bzimage = fs_err::read(kernel.root.join(format!("boot/vmlinuz-{}", kernel.version)))?;
-    let vmlinux = elf::vmlinux_from_bzimage(&bzimage).context("extracting the kernel ELF")?;
+    // Xen loads dom0 from the kernel as the architecture boots it, and guests from a gzip
+    // of that (xl unpacks gzip fast; the plain kernel would make bundles larger).
+    let kernel = kernel(union, arch)?;
+    let vmlinuz = fs_err::read(kernel.root.join(format!("boot/vmlinuz-{}", kernel.version)))?;
+    let vmlinux = (arch.dom0_kernel)(&vmlinuz)?;
     fsx::write_atomic(&out.join("vmlinux"), &vmlinux)?;
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
@@ -271,7 +280,7 @@ fn assemble(
     let mut dom0 = Tree::new();
     skeleton(&mut dom0)?;
     let mut wanted = BTreeSet::new();
-    for p in programs(xen_release) {
+    for p in programs(xen_release, arch) {
         union.closure(&p, &mut wanted)?;
     }
     for s in SCRIPTS {
@@ -308,12 +317,15 @@ fn assemble(
 
     // The HVM addition: only what the base initramfs lacks. Uncompressed, like the
     // scenario bundles: gunzip under emulation costs more boot time than it saves.
+    // Empty where Xen has no HVM guests (Arm).
     let mut hvm_wanted = BTreeSet::new();
-    for p in HVM_PROGRAMS {
-        union.closure(p, &mut hvm_wanted)?;
-    }
-    for f in hvm_files(xen_release) {
-        union.follow(&f, &mut hvm_wanted)?;
+    if arch.hvm {
+        for p in HVM_PROGRAMS {
+            union.closure(p, &mut hvm_wanted)?;
+        }
+        for f in hvm_files(xen_release) {
+            union.follow(&f, &mut hvm_wanted)?;
+        }
     }
     let mut hvm = Tree::new();
     for path in hvm_wanted.difference(&wanted) {
@@ -409,12 +421,13 @@ fn union(ws: &Workspace, cache: &Cache, spec: &Spec) -> Result<Union> {
     Ok(Union::new(roots))
 }
 
-/// The versioned kernel package behind `linux-image-amd64`.
-fn kernel(union: &Union) -> Result<Kernel> {
+/// The versioned kernel package behind Debian's kernel metapackage.
+fn kernel(union: &Union, arch: &Arch) -> Result<Kernel> {
+    let meta = arch.kernel_meta();
     let (name, root) = union
         .roots()
         .iter()
-        .find(|(n, _)| n.starts_with("linux-image-") && n.as_str() != "linux-image-amd64")
+        .find(|(n, _)| n.starts_with("linux-image-") && **n != meta)
         .context("no versioned linux-image package: run `cargo xtask pin`")?;
     let version = name.trim_start_matches("linux-image-").to_string();
     Ok(Kernel {

@@ -62,11 +62,7 @@ pub struct Spec {
 impl Spec {
     /// The QEMU that emulates the machine (x86_32 guests run on a 64-bit Xen).
     pub fn qemu(&self) -> &'static str {
-        if self.arch == "aarch64" {
-            "qemu-system-aarch64"
-        } else {
-            "qemu-system-x86_64"
-        }
+        super::arch::of(&self.arch).qemu
     }
 }
 

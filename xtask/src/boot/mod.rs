@@ -6,6 +6,7 @@
 //! batched into at most two dom0 boots; `dom0` scenarios boot the image itself as dom0, one
 //! QEMU each; at most two QEMUs run at once.
 
+mod arch;
 mod bundle;
 mod check;
 mod disk;
@@ -149,7 +150,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
     for (m, these) in machines.iter().zip(scenarios) {
         let (dom0, domu): (Vec<Scenario>, Vec<Scenario>) = these
             .into_iter()
-            .partition(|s| s.test.mode == BootMode::Dom0);
+            .partition(|s| s.test.mode != BootMode::Domu);
         jobs.extend(dom0.into_iter().map(|s| Job::Dom0(m, Box::new(s))));
         for (i, batch) in batches(domu).into_iter().enumerate() {
             jobs.push(Job::Batch(m, i, batch));
@@ -368,33 +369,17 @@ fn qemu_base(m: &Machine, memory_mib: u32) -> Result<Command> {
 /// commas: paths must not contain one.
 fn no_comma(tools: &tools::Tools, p: &Path) -> Result<String> {
     let s = tools.inside(p)?;
-    if s.contains(',') {
-        bail!("{s}: QEMU cannot pass a multiboot module whose path contains a comma: move the checkout or set CARGO_TARGET_DIR");
-    }
+    arch::no_comma(&s)?;
     Ok(s)
 }
 
-/// Boots the image itself as dom0: a second of boot, no dom0 userland.
+/// Boots the image without a dom0 userland: as dom0 itself (x86), or as a domain Xen
+/// starts from the device tree (dom0less, aarch64). A second of boot.
 fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
-    let pvh = s.test.variant == Variant::X86_64Pvh;
-    let mut cmd = qemu_base(m, 256)?;
-    if pvh {
-        cmd.args(["-device", "intel-iommu,intremap=on"]);
-    }
-    cmd.arg("-kernel")
-        .arg(m.tools.inside(&m.xen)?)
-        .arg("-append")
-        .arg(format!(
-            "console=com1 com1=115200,8n1 dom0_mem={}M {}{}",
-            s.test.memory,
-            m.spec.xen_cmdline,
-            if pvh { " dom0=pvh" } else { "" }
-        ));
-    let kernel = s
-        .kernel
-        .as_ref()
-        .context("a dom0 scenario needs a kernel")?;
-    cmd.arg("-initrd").arg(no_comma(&m.tools, kernel)?);
+    let cmd = match s.test.mode {
+        BootMode::Dom0less => dom0less_command(m, dir, s)?,
+        _ => dom0_command(m, s)?,
+    };
     let log = dir.join(format!("{}.{}.log", m.spec.name, s.dir_name()));
     let mut q = Qemu::start(cmd, &log)?;
     let deadline = q.started + Duration::from_secs(s.test.timeout);
@@ -404,8 +389,13 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
     loop {
         match q.next_line(deadline) {
             Next::Line(l) => {
-                c.feed(&l, q.started.elapsed());
-                tail.push(&l);
+                // A dom0less domain's console reaches the serial port through Xen.
+                let l = match s.test.mode {
+                    BootMode::Dom0less => arch::aarch64::dom0less_console(&l).unwrap_or(&l),
+                    _ => &l,
+                };
+                c.feed(l, q.started.elapsed());
+                tail.push(l);
                 if c.complete() {
                     ended = "";
                     break;
@@ -420,6 +410,106 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
     }
     q.kill();
     Ok(finish(s, &c, None, &tail, &log, ended, None))
+}
+
+/// Xen with the image as its dom0 kernel.
+fn dom0_command(m: &Machine, s: &Scenario) -> Result<std::process::Command> {
+    let pvh = s.test.variant == Variant::X86_64Pvh;
+    let mut cmd = qemu_base(m, 256)?;
+    if pvh {
+        cmd.args(["-device", "intel-iommu,intremap=on"]);
+    }
+    cmd.arg("-kernel")
+        .arg(m.tools.inside(&m.xen)?)
+        .arg("-append")
+        .arg(format!(
+            "{} dom0_mem={}M {}{}",
+            arch::of(&m.spec.arch).xen_console,
+            s.test.memory,
+            m.spec.xen_cmdline,
+            if pvh { " dom0=pvh" } else { "" }
+        ));
+    let kernel = s
+        .kernel
+        .as_ref()
+        .context("a dom0 scenario needs a kernel")?;
+    cmd.arg("-initrd").arg(no_comma(&m.tools, kernel)?);
+    Ok(cmd)
+}
+
+/// Xen with no dom0 and the image as a domain it starts itself: QEMU's own device tree
+/// (`dumpdtb`) with the domain added under `/chosen` (dtc from the boot environment), and
+/// the image and ramdisk placed in RAM by QEMU's generic loader.
+fn dom0less_command(m: &Machine, dir: &Path, s: &Scenario) -> Result<std::process::Command> {
+    let kernel = s
+        .kernel
+        .as_ref()
+        .context("a dom0less scenario needs a kernel")?;
+    let size = |p: &Path| -> Result<u64> { Ok(fs_err::metadata(p)?.len()) };
+    let inside = |p: &Path| m.tools.inside(p);
+    let (kernel_in, ramdisk_in) = (
+        inside(kernel)?,
+        s.ramdisk.as_deref().map(inside).transpose()?,
+    );
+    let domain = arch::aarch64::Dom0lessDomain {
+        kernel: (&kernel_in, size(kernel)?),
+        ramdisk: match (&ramdisk_in, &s.ramdisk) {
+            (Some(r), Some(host)) => Some((r.as_str(), size(host)?)),
+            _ => None,
+        },
+        bootargs: s.test.extra.as_deref().unwrap_or(""),
+        memory_mib: s.test.memory,
+    };
+    let a = arch::of(&m.spec.arch);
+    let xen = [
+        "-kernel".to_string(),
+        inside(&m.xen)?,
+        "-append".into(),
+        format!("{} {}", a.xen_console, m.spec.xen_cmdline),
+    ];
+    fs_err::create_dir_all(dir)?;
+    let file = |ext: &str| dir.join(format!("{}.{}.{ext}", m.spec.name, s.dir_name()));
+    let (board, edited, dts_path) = (file("board.dtb"), file("dtb"), file("dts"));
+    let run = |mut c: std::process::Command, what: &str| -> Result<Vec<u8>> {
+        let out = c.output().with_context(|| format!("running {what}"))?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(out.stdout)
+    };
+    let mut dump = qemu_base(m, 1024)?;
+    dump.args(&xen)
+        .args(["-machine", &format!("dumpdtb={}", inside(&board)?)]);
+    run(dump, "QEMU's dumpdtb")?;
+    let mut dtc = m.tools.command("dtc")?;
+    dtc.args(["-q", "-I", "dtb", "-O", "dts", &inside(&board)?]);
+    let dts = String::from_utf8(run(dtc, "dtc (decompiling QEMU's device tree)")?)
+        .context("dtc printed a device tree that is not UTF-8")?;
+    fsx::write_atomic(
+        &dts_path,
+        arch::aarch64::with_dom0less_domain(&dts, &domain)?.as_bytes(),
+    )?;
+    let mut dtc = m.tools.command("dtc")?;
+    dtc.args([
+        "-q",
+        "-I",
+        "dts",
+        "-O",
+        "dtb",
+        "-o",
+        &inside(&edited)?,
+        &inside(&dts_path)?,
+    ]);
+    run(dtc, "dtc (compiling the dom0less device tree)")?;
+    let mut cmd = qemu_base(m, 1024)?;
+    cmd.args(&xen)
+        .args(["-dtb", &inside(&edited)?])
+        .args(arch::aarch64::dom0less_loaders(&domain)?);
+    Ok(cmd)
 }
 
 /// Boots dom0 with a bundle of xl scenarios and checks each guest's console.
@@ -458,18 +548,17 @@ fn run_batch(
         fsx::write_atomic(&initrd, &bytes)?;
     }
     let mut cmd = qemu_base(m, 1024)?;
-    cmd.arg("-kernel")
-        .arg(m.tools.inside(&m.xen)?)
-        .arg("-append")
-        .arg(format!(
-            "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M {}",
-            m.spec.xen_cmdline
-        ));
-    cmd.arg("-initrd").arg(format!(
-        "{} console=hvc0 earlyprintk=xen,{}",
-        no_comma(&m.tools, &m.dom0_kernel)?,
-        no_comma(&m.tools, &initrd)?
-    ));
+    let a = arch::of(&m.spec.arch);
+    cmd.args((a.load)(&arch::Load {
+        xen: &m.tools.inside(&m.xen)?,
+        xen_cmdline: &format!(
+            "{} dom0_mem=512M,max:512M {}",
+            a.xen_console, m.spec.xen_cmdline
+        ),
+        kernel: &m.tools.inside(&m.dom0_kernel)?,
+        kernel_cmdline: a.dom0_cmdline,
+        initrd: &m.tools.inside(&initrd)?,
+    })?);
     let log = dir.join(format!("{}.batch{index}.log", m.spec.name));
     let mut q = Qemu::start(cmd, &log)?;
     let by_dir: BTreeMap<String, &Scenario> = scenarios.iter().map(|s| (s.dir_name(), s)).collect();
