@@ -99,71 +99,26 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
     for env in &ENVS {
         workspace::copy_to(&ws.root, &base.join(env.dir))?;
     }
-    let mut outs = Vec::new();
-    for env in &ENVS {
-        let root = base.join(env.dir);
-        ui::step(&format!(
-            "repro: building in {} (umask {:03o}, TZ={}, LANG={}, clock {}{})",
-            root.display(),
-            env.umask,
-            env.tz,
-            env.lang,
-            if env.clock.is_empty() {
-                "real"
-            } else {
-                env.clock
-            },
-            if env.hide_host {
-                ", host tools hidden"
-            } else {
-                ""
-            }
-        ));
-        let target = root.join("target");
-        let mut build_args = vec!["build".to_string(), "--fresh".into(), "--quiet".into()];
-        build_args.extend(selected.iter().cloned());
-        let mut steps = vec![build_args];
-        for m in &machine_names {
-            steps.push(vec![
-                "machine".into(),
-                m.clone(),
-                "--out".into(),
-                format!("target/machines/{m}"),
-                "--fresh".into(),
-            ]);
-        }
-        for args in steps {
-            let mut cmd = Command::new(&me);
-            cmd.args(&args)
-                .current_dir(&root)
-                .env(crate::builders::CLOCK_SHIFT_ENV, env.clock)
-                .env("CARGO_TARGET_DIR", &target)
-                .env("TZ", env.tz)
-                .env("LANG", env.lang)
-                .env("LC_ALL", env.lang);
-            if env.hide_host {
-                hide_host(&mut cmd)?;
-            }
-            // The child inherits the umask; put ours back once it is started.
-            let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(env.umask));
-            let child = cmd.spawn();
-            rustix::process::umask(old);
-            // The builds run quiet: say that they are alive.
-            let _alive = ui::heartbeat(&format!("repro: xtask {} in {}", args[0], env.dir), None);
-            let status = child
-                .context("running xtask")?
-                .wait()
-                .context("waiting for xtask")?;
-            if !status.success() {
-                bail!(
-                    "repro: `xtask {}` failed in {}",
-                    args.join(" "),
-                    root.display()
-                );
-            }
-        }
-        outs.push(target);
-    }
+    // The two builds run side by side: each is mostly one long serial step (a link, LTO,
+    // the end of a make), so together they take little longer than one.
+    let umask_lock = std::sync::Mutex::new(());
+    let outs: Vec<PathBuf> = std::thread::scope(|scope| {
+        let runs: Vec<_> = ENVS
+            .iter()
+            .map(|env| {
+                let root = base.join(env.dir);
+                let (me, selected, machine_names, umask_lock) =
+                    (&me, &selected, &machine_names, &umask_lock);
+                scope.spawn(move || build_in(&root, env, me, selected, machine_names, umask_lock))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| bail!("repro: a build thread panicked"))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
     let [a, b] = [&outs[0], &outs[1]];
     let mut files: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
     for art in Manifest::load(&a.join("images"))?.artifacts {
@@ -209,6 +164,86 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
     println!("all {} artifact(s) are bit-identical", files.len());
     fsx::remove_dir_if_exists(&base)?;
     Ok(files.len())
+}
+
+/// One of the two builds: the selected recipes and every machine, from scratch, in the copy
+/// at `root` and environment `env`; returns its target folder.
+fn build_in(
+    root: &Path,
+    env: &Env,
+    me: &Path,
+    selected: &[String],
+    machine_names: &[String],
+    umask_lock: &std::sync::Mutex<()>,
+) -> Result<PathBuf> {
+    ui::step(&format!(
+        "repro: building in {} (umask {:03o}, TZ={}, LANG={}, clock {}{})",
+        root.display(),
+        env.umask,
+        env.tz,
+        env.lang,
+        if env.clock.is_empty() {
+            "real"
+        } else {
+            env.clock
+        },
+        if env.hide_host {
+            ", host tools hidden"
+        } else {
+            ""
+        }
+    ));
+    let target = root.join("target");
+    let mut build_args = vec!["build".to_string(), "--fresh".into(), "--quiet".into()];
+    build_args.extend(selected.iter().cloned());
+    let mut steps = vec![build_args];
+    for m in machine_names {
+        steps.push(vec![
+            "machine".into(),
+            m.clone(),
+            "--out".into(),
+            format!("target/machines/{m}"),
+            "--fresh".into(),
+        ]);
+    }
+    for args in steps {
+        let mut cmd = Command::new(me);
+        cmd.args(&args)
+            .current_dir(root)
+            .env(crate::builders::CLOCK_SHIFT_ENV, env.clock)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("TZ", env.tz)
+            .env("LANG", env.lang)
+            .env("LC_ALL", env.lang);
+        if env.hide_host {
+            hide_host(&mut cmd)?;
+        }
+        // The child inherits the umask, which is the whole process's: set it only for the
+        // spawn, one thread at a time.
+        let child = {
+            let _one = umask_lock
+                .lock()
+                .map_err(|_| anyhow::anyhow!("umask lock"))?;
+            let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(env.umask));
+            let child = cmd.spawn();
+            rustix::process::umask(old);
+            child
+        };
+        // The builds run quiet: say that they are alive.
+        let _alive = ui::heartbeat(&format!("repro: xtask {} in {}", args[0], env.dir), None);
+        let status = child
+            .context("running xtask")?
+            .wait()
+            .context("waiting for xtask")?;
+        if !status.success() {
+            bail!(
+                "repro: `xtask {}` failed in {}",
+                args.join(" "),
+                root.display()
+            );
+        }
+    }
+    Ok(target)
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
