@@ -13,3 +13,20 @@ pub use self::x86_64::*;
 mod x86_32;
 #[cfg(target_arch = "x86")]
 pub use self::x86_32::*;
+
+/// Host builds have no hypervisor: every hypercall fails with `-ENOSYS`.
+///
+/// # Safety
+///
+/// Always safe; `unsafe` to match the image build's signature.
+#[cfg(not(stubrt_image))]
+pub unsafe fn hypercall(
+    _nr: usize,
+    _a1: usize,
+    _a2: usize,
+    _a3: usize,
+    _a4: usize,
+    _a5: usize,
+) -> isize {
+    -(xen_abi::errno::ENOSYS as isize)
+}

@@ -2,6 +2,43 @@
 //! C memory functions, the time stamp counter. Each word size's module (`x86_64`, `x86_32`)
 //! adds its boot code, hypercall sequence and address-space layout.
 
+/// The assembler macros that write one Xen ELF note (`.note.Xen`: name "Xen", a type, a
+/// payload), for both boot files' `global_asm!`: `xen_note TYPE, .long|.quad, VALUE` and
+/// `xen_note_str TYPE, TEXT`.
+#[cfg(stubrt_image)]
+macro_rules! xen_note_macros {
+    () => {
+        r#"
+    .macro xen_note_begin type
+    .pushsection .note.Xen, "a", @note
+    .balign 4
+    .long 4
+    .long 3f - 2f
+    .long \type
+    .asciz "Xen"
+    .balign 4
+    2:
+    .endm
+    .macro xen_note_end
+    3: .balign 4
+    .popsection
+    .endm
+    .macro xen_note type, payload_kind, payload
+    xen_note_begin \type
+    \payload_kind \payload
+    xen_note_end
+    .endm
+    .macro xen_note_str type, text
+    xen_note_begin \type
+    .asciz "\text"
+    xen_note_end
+    .endm
+"#
+    };
+}
+#[cfg(stubrt_image)]
+pub(super) use xen_note_macros;
+
 #[cfg(stubrt_image)]
 mod libc;
 mod pv;

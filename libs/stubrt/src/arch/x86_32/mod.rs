@@ -58,23 +58,6 @@ pub unsafe fn hypercall(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a
     ret
 }
 
-/// Host builds have no hypervisor: every hypercall fails with `-ENOSYS`.
-///
-/// # Safety
-///
-/// Always safe; `unsafe` to match the image build's signature.
-#[cfg(not(stubrt_image))]
-pub unsafe fn hypercall(
-    _nr: usize,
-    _a1: usize,
-    _a2: usize,
-    _a3: usize,
-    _a4: usize,
-    _a5: usize,
-) -> isize {
-    -(xen_abi::errno::ENOSYS as isize)
-}
-
 /// `HYPERVISOR_update_va_mapping`: maps `pte` at `va`; the 64-bit PAE entry travels in two
 /// registers, low word first.
 ///
@@ -85,5 +68,5 @@ pub(crate) unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> isize {
     let nr = xen_abi::hypercall::UPDATE_VA_MAPPING;
     let (low, high) = (pte as u32 as usize, (pte >> 32) as usize);
     // SAFETY: the caller vouches for the mapping.
-    unsafe { hypercall(nr, va as usize, low, high, flags as usize, 0) }
+    unsafe { super::hypercall(nr, va as usize, low, high, flags as usize, 0) }
 }

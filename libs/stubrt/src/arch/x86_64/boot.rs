@@ -10,31 +10,8 @@
 use super::STACK_SIZE;
 
 core::arch::global_asm!(
+    super::super::x86::xen_note_macros!(),
     r#"
-    .macro xen_note type, payload_kind, payload
-    .pushsection .note.Xen, "a", @note
-    .balign 4
-    .long 4
-    .long 3f - 2f
-    .long \type
-    .asciz "Xen"
-    .balign 4
-    2: \payload_kind \payload
-    3: .balign 4
-    .popsection
-    .endm
-    .macro xen_note_str type, text
-    .pushsection .note.Xen, "a", @note
-    .balign 4
-    .long 4
-    .long 3f - 2f
-    .long \type
-    .asciz "Xen"
-    .balign 4
-    2: .asciz "\text"
-    3: .balign 4
-    .popsection
-    .endm
 
     xen_note_str {note_guest_os}, stubrt
     xen_note_str {note_xen_version}, xen-3.0

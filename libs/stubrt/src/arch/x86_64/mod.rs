@@ -61,24 +61,7 @@ pub unsafe fn hypercall(nr: usize, a1: usize, a2: usize, a3: usize, a4: usize, a
 pub(crate) unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> isize {
     let nr = xen_abi::hypercall::UPDATE_VA_MAPPING;
     // SAFETY: the caller vouches for the mapping.
-    unsafe { hypercall(nr, va as usize, pte as usize, flags as usize, 0, 0) }
-}
-
-/// Host builds have no hypervisor: every hypercall fails with `-ENOSYS`.
-///
-/// # Safety
-///
-/// Always safe; `unsafe` to match the image build's signature.
-#[cfg(not(stubrt_image))]
-pub unsafe fn hypercall(
-    _nr: usize,
-    _a1: usize,
-    _a2: usize,
-    _a3: usize,
-    _a4: usize,
-    _a5: usize,
-) -> isize {
-    -(xen_abi::errno::ENOSYS as isize)
+    unsafe { super::hypercall(nr, va as usize, pte as usize, flags as usize, 0, 0) }
 }
 
 /// Points the PVH hypercall page MSR (from CPUID leaf `base + 2` of Xen's leaves) at our
