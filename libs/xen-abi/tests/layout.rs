@@ -366,14 +366,26 @@ fn include_dir() -> PathBuf {
     }
 }
 
-fn c_program(table: &[Check]) -> String {
+/// The Xen headers the checks read, after the C headers they need.
+fn headers() -> String {
     let mut src = String::from(
-        "#include <stdint.h>\n#include <stddef.h>\n#include <stdio.h>\n\
-         #define __XEN_INTERFACE_VERSION__ 0x00040e00\n",
+        "#include <stdint.h>\n#include <stddef.h>\n#define __XEN_INTERFACE_VERSION__ 0x00040e00\n",
     );
     for h in HEADERS {
         src.push_str(&format!("#include <{h}>\n"));
     }
+    src
+}
+
+/// The C compiler: `cargo xtask test` names the build environment's here.
+fn c_compiler() -> String {
+    std::env::var("XEN_ABI_CC")
+        .or_else(|_| std::env::var("CC"))
+        .unwrap_or_else(|_| "cc".into())
+}
+
+fn c_program(table: &[Check]) -> String {
+    let mut src = String::from("#include <stdio.h>\n") + &headers();
     src.push_str("int main(void) {\n");
     for c in table {
         src.push_str(&format!(
@@ -391,10 +403,7 @@ fn run_c(include: &Path, src: &str) -> Vec<u64> {
     let c_file = dir.join("layout.c");
     let exe = dir.join("layout");
     std::fs::write(&c_file, src).expect("write C program");
-    // `cargo xtask test` names the build environment's compiler here.
-    let cc = std::env::var("XEN_ABI_CC")
-        .or_else(|_| std::env::var("CC"))
-        .unwrap_or_else(|_| "cc".into());
+    let cc = c_compiler();
     // Static, so the program runs on the host whichever C library compiled it.
     let out = Command::new(&cc)
         .arg("-std=gnu11")
@@ -505,12 +514,7 @@ fn layout_x86_32_matches_xen_public_headers() {
 /// Each expression of the table as the C compiler sees it for i386: the values come out
 /// of the assembly as `.ascii "@@ HIGH LOW"` lines (two 32-bit halves).
 fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
-    let mut src = String::from(
-        "#include <stdint.h>\n#include <stddef.h>\n#define __XEN_INTERFACE_VERSION__ 0x00040e00\n",
-    );
-    for h in HEADERS {
-        src.push_str(&format!("#include <{h}>\n"));
-    }
+    let mut src = headers();
     src.push_str("void layout(void) {\n");
     for c in table {
         src.push_str(&format!(
@@ -523,9 +527,7 @@ fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
     std::fs::create_dir_all(&dir).expect("create temporary folder");
     let c_file = dir.join("layout32.c");
     std::fs::write(&c_file, &src).expect("write C file");
-    let cc = std::env::var("XEN_ABI_CC")
-        .or_else(|_| std::env::var("CC"))
-        .unwrap_or_else(|_| "cc".into());
+    let cc = c_compiler();
     let out = Command::new(&cc)
         .args([
             "-m32",
