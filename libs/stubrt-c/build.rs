@@ -19,10 +19,13 @@ fn main() {
             "-ffreestanding",
             "-fno-stack-protector",
             "-fno-pic",
-            "-mno-red-zone",
             "-fno-builtin",
         ] {
             build.flag(flag);
+        }
+        let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+        if arch == "x86_64" || arch == "x86" {
+            build.flag("-mno-red-zone");
         }
     }
     build.compile("stubrt_printf");

@@ -93,6 +93,9 @@ enum Command {
         #[command(flatten)]
         flags: boot::Flags,
     },
+    /// Check formatting and run clippy on the host code and, in the build environment, on
+    /// the runtime's image configuration for every image target.
+    Lint,
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
     /// Package distribution sets (images/*.toml) as tarballs with manifests and SHA256SUMS.
@@ -182,6 +185,13 @@ fn run(command: Command) -> Result<()> {
         Command::Machine { name, out, fresh } => boot::machine::run(&ws, &name, &out, fresh),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
         Command::BootTest { names, flags } => boot::run(&ws, &names, &flags).map(|_| ()),
+        Command::Lint => {
+            let cache = cache::Cache::open()?;
+            let root = buildenv::fetched_root(&ws, &cache, buildenv::BUILD, false)?;
+            let n = test::lint(&ws, &cache, &root)?;
+            println!("lint: {n} checks passed");
+            Ok(())
+        }
         Command::Test => test::run(&ws),
         Command::NewStubdom { .. } => Ok(()),
         Command::Dist { sets, flags } => dist::run(&ws, &sets, &flags).map(|_| ()),

@@ -14,59 +14,18 @@ const FAST: [&str; 2] = ["rust-stubdom", "c-stubdom"];
 pub fn run(ws: &Workspace) -> Result<()> {
     let host_before = host_packages()?;
     let sandbox_checks = crate::sandbox::check(ws)?;
-    cargo(
-        ws,
-        &["fmt", "--all", "--check"],
-        &[],
-        "formatting (run `cargo fmt --all`)",
-    )?;
-    cargo(
-        ws,
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[],
-        "clippy",
-    )?;
-    // The runtime's image configuration (`cfg(stubrt_image)`: the boot code, hypercalls and
-    // most unsafe blocks) is code the host build never compiles: lint it as the image
-    // build compiles it. Test targets are left out: they need the host's std.
-    cargo(
-        ws,
-        &[
-            "clippy",
-            "-p",
-            "stubrt",
-            "-p",
-            "stubrt-c",
-            "-p",
-            "rust-stubdom",
-            "--profile",
-            "image",
-            "--target",
-            crate::builders::IMAGE_TARGET,
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[
-            ("STUBRT_IMAGE", "1"),
-            ("RUSTFLAGS", "-C relocation-model=static -C no-redzone=yes"),
-        ],
-        "clippy of the image configuration",
-    )?;
     let cache = Cache::open()?;
     let root = crate::buildenv::fetched_root(ws, &cache, crate::buildenv::BUILD, false)?;
     let env_checks = build_env_checks(&root)?;
+    let lints = lint(ws, &cache, &root)?;
     let mut env = tool_links(ws, &root)?;
     // The ABI crate is checked against the Xen headers QEMU is compiled against, with the
-    // build environment's compiler.
+    // build environment's compiler (and its arm64 cross compiler for the aarch64 layout).
     env.push(("XEN_ABI_CC".into(), "stubdoms-cc".into()));
+    env.push((
+        "XEN_ABI_AARCH64_CC".into(),
+        "stubdoms-aarch64-linux-gnu-gcc".into(),
+    ));
     env.push((
         "XEN_INCLUDE_DIR".into(),
         root.dir.join("usr/include").display().to_string(),
@@ -92,14 +51,40 @@ pub fn run(ws: &Workspace) -> Result<()> {
     if host_packages()? != host_before {
         bail!("the host's dpkg status or apt sources changed during the test run: something installed packages or edited apt's configuration");
     }
-    // The host check, the sandbox and build environment checks, fmt, both clippy runs and the
-    // workspace tests, each boot test, the template
+    // The host check, the sandbox and build environment checks, the lints, the workspace
+    // tests, each boot test, the template
     // check, each artifact found identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        1 + sandbox_checks + env_checks + 4 + boots.len() + 1 + identical
+        1 + sandbox_checks + env_checks + lints + 1 + boots.len() + 1 + identical
     );
     Ok(())
+}
+
+/// `cargo xtask lint`: the formatting check, clippy of the host code (the host's toolchain)
+/// and of the runtime's image configuration for each image target (the build environment's
+/// toolchain). Returns how many checks ran.
+pub fn lint(ws: &Workspace, cache: &Cache, root: &crate::buildenv::Root) -> Result<usize> {
+    cargo(
+        ws,
+        &["fmt", "--all", "--check"],
+        &[],
+        "formatting (run `cargo fmt --all`)",
+    )?;
+    cargo(
+        ws,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+        "clippy",
+    )?;
+    Ok(2 + crate::builders::runtime::clippy(ws, cache, root)?)
 }
 
 /// The template works for a team that uses it: in a throw-away copy of the workspace,
@@ -261,13 +246,15 @@ fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The external tools the workspace tests run (archive read-back, the ABI layout program's
-/// compiler). They come from the build environment, never the host: `cargo test` gets a
+/// The external tools the workspace tests run (archive read-back, the ABI layout test's
+/// compilers). They come from the build environment, never the host: `cargo test` gets a
 /// `PATH` that starts with links of these names to the driver, which runs the tool of that
-/// name in the build environment (see [`tool_shim`]). The compiler is `stubdoms-cc`, not
-/// `cc`: rustc links the host's test binaries with the host toolchain's `cc`.
+/// name in the build environment (see [`tool_shim`]); a `stubdoms-` prefix is dropped. The
+/// compiler is `stubdoms-cc`, not `cc`: rustc links the host's test binaries with the host
+/// toolchain's `cc`. `stubdoms-aarch64-linux-gnu-gcc` is the pinned arm64 cross compiler.
 const TEST_TOOLS: &[&str] = &[
     "stubdoms-cc",
+    "stubdoms-aarch64-linux-gnu-gcc",
     "cpio",
     "tar",
     "gzip",

@@ -46,7 +46,7 @@ impl Variant {
         match self {
             Variant::X86_64Pv | Variant::X86_64Pvh => "x86_64-unknown-linux-gnu",
             Variant::X86_32Pv => "i686-unknown-linux-gnu",
-            Variant::Aarch64 => "aarch64-unknown-linux-gnu",
+            Variant::Aarch64 => "aarch64-unknown-none",
         }
     }
 

@@ -27,7 +27,7 @@ int stubrt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int stubrt_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void stubrt_console_write(const char *buf, size_t len);
 
-/* How the domain was booted: "pv" or "pvh" ("unknown" before boot finished). */
+/* How the domain was booted: "pv", "pvh" or "aarch64" ("unknown" before boot finished). */
 const char *stubrt_boot_kind(void);
 
 /* Time: nanoseconds since the hypervisor booted; seconds since the Unix epoch. */

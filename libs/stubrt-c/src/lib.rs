@@ -89,12 +89,13 @@ pub unsafe extern "C" fn stubrt_console_write(buf: *const c_char, len: usize) {
     stubrt::console::write_bytes(unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) });
 }
 
-/// "pv" or "pvh", NUL-terminated and static.
+/// "pv", "pvh" or "aarch64", NUL-terminated and static.
 #[no_mangle]
 pub extern "C" fn stubrt_boot_kind() -> *const c_char {
     let kind: &'static CStr = match stubrt::info().map(|i| i.kind) {
         Some(stubrt::BootKind::Pvh) => c"pvh",
         Some(stubrt::BootKind::Pv) => c"pv",
+        Some(stubrt::BootKind::Aarch64) => c"aarch64",
         None => c"unknown",
     };
     kind.as_ptr()

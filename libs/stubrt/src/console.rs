@@ -1,5 +1,6 @@
 //! Console output: the PV console ring for a domU, `HYPERVISOR_console_io` for dom0 (a domU
-//! may not use console_io on a release build of Xen).
+//! may not use console_io on a release build of Xen), or a device the architecture drives
+//! (a dom0less domain on Arm has no ring, but Xen's emulated UART).
 
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
@@ -21,6 +22,9 @@ pub enum Sink {
         ring: *mut XenconsInterface,
         evtchn: u32,
     },
+    /// A device of the architecture's (aarch64: Xen's emulated UART), by its write function.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    Arch(fn(&[u8])),
 }
 
 static SINK: Global<Sink> = Global::new(Sink::None);
@@ -45,6 +49,7 @@ pub fn write_bytes(bytes: &[u8]) {
             let _ = hypervisor::console_io_write(bytes);
         }
         Sink::Ring { ring, evtchn } => ring_write(ring, evtchn, bytes),
+        Sink::Arch(write) => write(bytes),
     }
 }
 

@@ -46,16 +46,27 @@ struct Table {
 static TABLE: Global<Option<Table>> = Global::new(None);
 
 fn setup() -> Result<Table, GrantError> {
-    let pvh = crate::info().is_some_and(|i| i.kind == crate::BootKind::Pvh);
-    let entries = if pvh {
-        // Auto-translated guests place the frames themselves: take heap pages and let Xen
-        // replace them with the grant-table frames.
-        let layout = core::alloc::Layout::from_size_align(FRAMES * 4096, 4096)
-            .map_err(|_| GrantError::Map)?;
-        let base = crate::mm::alloc(layout).ok_or(GrantError::Map)?.as_ptr() as usize;
+    let pv = crate::info().is_some_and(|i| i.kind == crate::BootKind::Pv);
+    let entries = if pv {
+        let mut frames: [XenPfn; FRAMES] = [0; FRAMES];
+        hypervisor::gnttab_setup(&mut frames).map_err(GrantError::Setup)?;
+        crate::arch::map_grant_frames(&frames.map(xen_abi::widen)).ok_or(GrantError::Map)?
+    } else {
+        // Auto-translated guests place the frames themselves: in the region the
+        // architecture reserves for them (Arm's device tree names one), else over heap
+        // pages, which Xen's grant-table frames replace.
+        let base = match crate::arch::grant_region() {
+            Some(base) => base as usize,
+            None => {
+                let layout = core::alloc::Layout::from_size_align(FRAMES * 4096, 4096)
+                    .map_err(|_| GrantError::Map)?;
+                // The pages are never freed: Xen's grant frames replace them.
+                crate::mm::alloc(layout).ok_or(GrantError::Map)?.as_ptr() as usize
+            }
+        };
         for i in 0..FRAMES {
-            // SAFETY: the pages were just allocated and are never freed: Xen's grant frames
-            // replace them.
+            // SAFETY: the frames at `base` are reserved for the grant table (a region
+            // nothing else uses, or heap pages that are never freed).
             unsafe {
                 hypervisor::add_to_physmap(
                     mapspace::GRANT_TABLE,
@@ -66,10 +77,6 @@ fn setup() -> Result<Table, GrantError> {
             .map_err(GrantError::Setup)?;
         }
         base as u64
-    } else {
-        let mut frames: [XenPfn; FRAMES] = [0; FRAMES];
-        hypervisor::gnttab_setup(&mut frames).map_err(GrantError::Setup)?;
-        crate::arch::map_grant_frames(&frames.map(xen_abi::widen)).ok_or(GrantError::Map)?
     };
     let total = FRAMES as u32 * ENTRIES_PER_FRAME;
     Ok(Table {

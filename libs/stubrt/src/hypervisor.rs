@@ -35,7 +35,7 @@ impl fmt::Display for XenError {
     }
 }
 
-fn check(rc: isize) -> Result<isize, XenError> {
+pub(crate) fn check(rc: isize) -> Result<isize, XenError> {
     if rc < 0 {
         Err(XenError(i32::try_from(-rc).unwrap_or(i32::MAX)))
     } else {
@@ -220,16 +220,29 @@ pub unsafe fn add_to_physmap(
     .map(|_| ())
 }
 
-/// Maps machine frame `mfn` at virtual address `va` (PV).
+/// Has Xen write this vCPU's runstate (`VcpuRunstateInfo`) to `area` at every change of
+/// state, from now on.
 ///
 /// # Safety
 ///
-/// Whatever was mapped at `va` becomes unreachable through `va`.
-pub unsafe fn update_va_mapping(va: u64, mfn: u64, writable: bool) -> Result<(), XenError> {
-    let flags = if writable { 0x63 } else { 0x21 };
-    // SAFETY: the caller gives up the old mapping at `va`.
-    check(unsafe { arch::update_va_mapping(va, (mfn << 12) | flags, xen_abi::uvmf::INVLPG) })
-        .map(|_| ())
+/// `area` must stay mapped, writable and otherwise unused for the rest of the program.
+pub unsafe fn register_runstate_area(
+    area: *mut xen_abi::vcpu::VcpuRunstateInfo,
+) -> Result<(), XenError> {
+    let mut arg = xen_abi::vcpu::VcpuRegisterRunstateMemoryArea { addr: area as u64 };
+    // SAFETY: VCPUOP_register_runstate_memory_area takes the vCPU number and a
+    // `vcpu_register_runstate_memory_area`; the caller hands `area` over to Xen.
+    check(unsafe {
+        arch::hypercall(
+            hypercall::VCPU_OP,
+            xen_abi::vcpu::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA as usize,
+            0,
+            &mut arg as *mut _ as usize,
+            0,
+            0,
+        )
+    })
+    .map(|_| ())
 }
 
 /// `GNTTABOP_query_size` and `GNTTABOP_setup_table` for this domain.

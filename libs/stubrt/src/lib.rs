@@ -1,6 +1,7 @@
 //! A small runtime for Xen stub domains.
 //!
-//! One ELF boots as an x86_64 PV or PVH guest (`arch/`), then offers architecture-free
+//! One ELF boots as an x86_64 PV or PVH guest, another as an x86_32 PV guest, an arm64
+//! Image as an aarch64 guest (`arch/`); then the runtime offers architecture-free
 //! services: console, time, event channels (polled, upcalls masked), memory (a heap over all
 //! of the domain's pages), grant tables, a xenstore client, xenbus front-end states and a
 //! block front end.

@@ -27,6 +27,35 @@ pub(crate) unsafe fn init_heap(start: u64, end: u64) {
     }
 }
 
+/// The largest page-aligned range of `ram` (banks as `(start, end)`) below `limit` that
+/// overlaps none of the `used` ranges: where boot puts the heap (PVH and aarch64; PV, the
+/// only kind on x86_32, finds its pages in its start info).
+#[cfg_attr(any(not(stubrt_image), target_arch = "x86"), allow(dead_code))]
+pub(crate) fn largest_free(ram: &[(u64, u64)], used: &[(u64, u64)], limit: u64) -> (u64, u64) {
+    let mut best = (0, 0);
+    for &(start, end) in ram {
+        let end = end.min(limit);
+        let mut lo = start;
+        while lo < end {
+            // The lowest used range that still overlaps [lo, end) ends this free piece.
+            let next = used
+                .iter()
+                .filter(|&&(s, e)| e > lo && s < end)
+                .min_by_key(|&&(s, _)| s);
+            let (hi, resume) = match next {
+                Some(&(s, e)) => (s.max(lo), e),
+                None => (end, end),
+            };
+            let (a, b) = (lo.next_multiple_of(4096), hi & !0xfff);
+            if b > a && b - a > best.1 - best.0 {
+                best = (a, b);
+            }
+            lo = resume;
+        }
+    }
+    best
+}
+
 /// Heap statistics: (bytes free, bytes total).
 pub fn heap_stats() -> (usize, usize) {
     HEAP.try_lock().map_or((0, 0), |h| (h.free(), h.size()))
@@ -119,4 +148,42 @@ mod global_alloc {
 
     #[global_allocator]
     static ALLOCATOR: StubrtAlloc = StubrtAlloc;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest_free;
+
+    #[test]
+    fn the_heap_avoids_what_boot_uses() {
+        const M: u64 = 1 << 20;
+        let ram = [(0x4000_0000, 0x4000_0000 + 32 * M)];
+        // The image at the start of RAM, the device tree near its end (as Xen places it).
+        let image = (0x4000_0000, 0x4000_0000 + 300 * 1024 + 5);
+        let dtb = (0x4000_0000 + 30 * M, 0x4000_0000 + 30 * M + 0x1234);
+        let heap = largest_free(&ram, &[image, dtb, (0, 0)], 1 << 32);
+        assert_eq!(heap, (0x4004_c000, 0x4000_0000 + 30 * M));
+        // Nothing used: the whole bank; a bank above the limit is cut at the limit.
+        assert_eq!(largest_free(&ram, &[], 1 << 32), ram[0]);
+        assert_eq!(
+            largest_free(&[(0xf000_0000, 0x1_1000_0000)], &[], 1 << 32),
+            (0xf000_0000, 1 << 32)
+        );
+        // Used ranges that cover everything, overlap each other or lie outside.
+        assert_eq!(largest_free(&ram, &[(0, u64::MAX)], 1 << 32), (0, 0));
+        let overlapping = [
+            (0x4000_0000, 0x4000_0000 + 8 * M),
+            (0x4000_0000 + 4 * M, 0x4000_0000 + 20 * M),
+        ];
+        assert_eq!(
+            largest_free(&ram, &overlapping, 1 << 32),
+            (0x4000_0000 + 20 * M, 0x4000_0000 + 32 * M)
+        );
+        // The larger of two banks wins.
+        let two = [
+            (0x4000_0000, 0x4000_0000 + M),
+            (0x8000_0000, 0x8000_0000 + 2 * M),
+        ];
+        assert_eq!(largest_free(&two, &[], 1 << 32), two[1]);
+    }
 }

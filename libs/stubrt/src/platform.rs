@@ -8,6 +8,8 @@ use crate::global::Global;
 pub enum BootKind {
     Pv,
     Pvh,
+    /// An aarch64 guest, booted through the arm64 Image protocol (auto-translated, as PVH).
+    Aarch64,
 }
 
 /// Facts about the running domain.

@@ -11,6 +11,7 @@ pub(crate) type AtomicWord = core::sync::atomic::AtomicU64;
 #[cfg(target_pointer_width = "32")]
 pub(crate) type AtomicWord = core::sync::atomic::AtomicU32;
 
+/// A page of the image that Xen writes (the shared info, a runstate area).
 #[repr(C, align(4096))]
 pub(crate) struct Page(UnsafeCell<[u8; 4096]>);
 
@@ -18,16 +19,26 @@ pub(crate) struct Page(UnsafeCell<[u8; 4096]>);
 // by one vCPU (and by Xen, which is what those accesses are for).
 unsafe impl Sync for Page {}
 
-pub(crate) static SHARED_INFO_PAGE: Page = Page(UnsafeCell::new([0; 4096]));
+impl Page {
+    pub(crate) const fn zeroed() -> Self {
+        Page(UnsafeCell::new([0; 4096]))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.0.get().cast()
+    }
+}
+
+pub(crate) static SHARED_INFO_PAGE: Page = Page::zeroed();
 
 /// The page's address, for the boot code to map Xen's shared info there.
 #[cfg_attr(not(stubrt_image), allow(dead_code))]
 pub(crate) fn page_addr() -> u64 {
-    SHARED_INFO_PAGE.0.get() as u64
+    SHARED_INFO_PAGE.as_ptr() as u64
 }
 
 pub(crate) fn shared_info() -> *mut SharedInfo {
-    SHARED_INFO_PAGE.0.get().cast()
+    SHARED_INFO_PAGE.as_ptr().cast()
 }
 
 /// The word of `evtchn_pending` (or `evtchn_mask`) that holds `port`'s bit, and the bit.

@@ -2,7 +2,8 @@
 //! headers compiled with `-m32` (`XEN_ABI_BLESS=1 cargo xtask test` rewrites it).
 //! Each line is checked when the crate is compiled for x86_32.
 
-#![allow(unused_imports)]
+// Every value is compared as a u64, whatever its type.
+#![allow(unused_imports, clippy::unnecessary_cast)]
 
 use core::mem::{offset_of, size_of};
 
@@ -15,6 +16,7 @@ use crate::io::ring::{ring_size, SringHeader};
 use crate::io::xenstore::*;
 use crate::memory::*;
 use crate::sched::*;
+use crate::vcpu::*;
 use crate::*;
 
 // sizeof(struct start_info)
@@ -181,6 +183,18 @@ const _: () = assert!(offset_of!(SchedPoll, ports) as u64 == 0x0);
 const _: () = assert!(offset_of!(SchedPoll, nr_ports) as u64 == 0x4);
 // offsetof(struct sched_poll, timeout)
 const _: () = assert!(offset_of!(SchedPoll, timeout) as u64 == 0x8);
+// sizeof(struct vcpu_runstate_info)
+const _: () = assert!(size_of::<VcpuRunstateInfo>() as u64 == 0x2c);
+// offsetof(struct vcpu_runstate_info, state)
+const _: () = assert!(offset_of!(VcpuRunstateInfo, state) as u64 == 0x0);
+// offsetof(struct vcpu_runstate_info, state_entry_time)
+const _: () = assert!(offset_of!(VcpuRunstateInfo, state_entry_time) as u64 == 0x4);
+// offsetof(struct vcpu_runstate_info, time)
+const _: () = assert!(offset_of!(VcpuRunstateInfo, time) as u64 == 0xc);
+// sizeof(struct vcpu_register_runstate_memory_area)
+const _: () = assert!(size_of::<VcpuRegisterRunstateMemoryArea>() as u64 == 0x8);
+// offsetof(struct vcpu_register_runstate_memory_area, addr)
+const _: () = assert!(offset_of!(VcpuRegisterRunstateMemoryArea, addr) as u64 == 0x0);
 // sizeof(struct grant_entry_v1)
 const _: () = assert!(size_of::<GrantEntryV1>() as u64 == 0x8);
 // offsetof(struct grant_entry_v1, flags)
@@ -501,6 +515,16 @@ const _: () = assert!(shutdown::SUSPEND as u64 == 0x2);
 const _: () = assert!(shutdown::CRASH as u64 == 0x3);
 // SHUTDOWN_watchdog
 const _: () = assert!(shutdown::WATCHDOG as u64 == 0x4);
+// VCPUOP_register_runstate_memory_area
+const _: () = assert!(VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA as u64 == 0x5);
+// RUNSTATE_running
+const _: () = assert!(runstate::RUNNING as u64 == 0x0);
+// RUNSTATE_runnable
+const _: () = assert!(runstate::RUNNABLE as u64 == 0x1);
+// RUNSTATE_blocked
+const _: () = assert!(runstate::BLOCKED as u64 == 0x2);
+// RUNSTATE_offline
+const _: () = assert!(runstate::OFFLINE as u64 == 0x3);
 // GNTTABOP_map_grant_ref
 const _: () = assert!(GNTTABOP_MAP_GRANT_REF as u64 == 0x0);
 // GNTTABOP_unmap_grant_ref

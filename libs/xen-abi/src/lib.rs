@@ -1,9 +1,11 @@
-//! The Xen hypervisor ABI as seen by an x86 guest (64-bit PV or PVH, 32-bit PAE PV):
-//! hypercall numbers, the start-of-day and shared structures, event channel, scheduler, grant
-//! table and memory operations, and the console, xenstore and block ring layouts.
+//! The Xen hypervisor ABI as seen by an x86 guest (64-bit PV or PVH, 32-bit PAE PV) or an
+//! aarch64 guest: hypercall numbers, the start-of-day and shared structures, event channel,
+//! scheduler, vCPU, grant table and memory operations, and the console, xenstore and block
+//! ring layouts.
 //!
-//! C's `unsigned long` fields are [`XenUlong`], so one definition serves both word sizes;
-//! the few structures whose x86_32 form differs in more than word size are `cfg`'d.
+//! C's `unsigned long` fields are [`XenUlong`], so one definition serves both word sizes
+//! (Arm's `xen_ulong_t` is 64 bits, as `unsigned long` is on aarch64); the few structures
+//! whose x86_32 or Arm form differs in more than word size are `cfg`'d.
 //!
 //! Plain data only: no functions, no behaviour. Every structure mirrors the C definition in
 //! Xen's public headers (`xen/*.h`, interface version `__XEN_LATEST_INTERFACE_VERSION__`)
@@ -17,11 +19,15 @@ pub mod hvm;
 pub mod io;
 pub mod memory;
 pub mod sched;
+pub mod vcpu;
 pub mod xen;
 
 // The 32-bit layout, checked against Xen's headers by tests/layout.rs.
 #[cfg(target_arch = "x86")]
 mod layout_x86_32;
+// The arm64 layout, likewise.
+#[cfg(target_arch = "aarch64")]
+mod layout_aarch64;
 
 pub use xen::*;
 
@@ -44,7 +50,8 @@ pub const fn widen(word: XenUlong) -> u64 {
     word as u64
 }
 
-/// A guest handle (`XEN_GUEST_HANDLE(T)`): on x86 a plain pointer-sized field.
+/// A guest handle (`XEN_GUEST_HANDLE(T)`): on x86 a plain pointer-sized field, on Arm a
+/// 64-bit one (the same on aarch64).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct GuestHandle<T> {

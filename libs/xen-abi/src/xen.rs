@@ -1,5 +1,5 @@
-//! Core structures from `xen/xen.h`, `xen/arch-x86/xen-x86_64.h` and
-//! `xen/arch-x86/xen-x86_32.h`.
+//! Core structures from `xen/xen.h`, `xen/arch-x86/xen-x86_64.h`,
+//! `xen/arch-x86/xen-x86_32.h` and `xen/arch-arm.h`.
 
 use crate::{DomId, XenPfn, XenUlong};
 
@@ -9,15 +9,19 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 
 /// Virtual address at which Xen maps the read-only machine-to-physical table into every
 /// x86_64 PV guest (`HYPERVISOR_VIRT_START`, also `MACH2PHYS_VIRT_START`).
-#[cfg(not(target_arch = "x86"))]
+#[cfg(not(any(target_arch = "x86", target_arch = "aarch64")))]
 pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
 /// The same for a 32-bit PAE PV guest (`__MACH2PHYS_VIRT_START` of `xen-x86_32.h`); the
 /// hypervisor's own mappings start at `HYPERVISOR_VIRT_START_PAE`, 0xf5800000, too.
 #[cfg(target_arch = "x86")]
 pub const MACH2PHYS_VIRT_START: u64 = 0xf580_0000;
 
-/// `XEN_LEGACY_MAX_VCPUS` on x86.
+/// `XEN_LEGACY_MAX_VCPUS`: the vCPUs whose `vcpu_info` lives in [`SharedInfo`].
+#[cfg(not(target_arch = "aarch64"))]
 pub const LEGACY_MAX_VCPUS: usize = 32;
+/// On Arm only vCPU 0's does.
+#[cfg(target_arch = "aarch64")]
+pub const LEGACY_MAX_VCPUS: usize = 1;
 
 /// `MAX_GUEST_CMDLINE`.
 pub const MAX_GUEST_CMDLINE: usize = 1024;
@@ -91,6 +95,7 @@ pub struct VcpuTimeInfo {
 }
 
 /// `struct arch_vcpu_info`.
+#[cfg(not(target_arch = "aarch64"))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ArchVcpuInfo {
@@ -101,6 +106,12 @@ pub struct ArchVcpuInfo {
     #[cfg(target_arch = "x86")]
     pub pad: [XenUlong; 5],
 }
+
+/// `struct arch_vcpu_info`: empty on Arm.
+#[cfg(target_arch = "aarch64")]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ArchVcpuInfo {}
 
 /// `struct vcpu_info`.
 #[repr(C)]
@@ -114,6 +125,7 @@ pub struct VcpuInfo {
 }
 
 /// `struct arch_shared_info`.
+#[cfg(not(target_arch = "aarch64"))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ArchSharedInfo {
@@ -127,6 +139,12 @@ pub struct ArchSharedInfo {
     #[cfg(target_arch = "x86")]
     pub wc_sec_hi: u32,
 }
+
+/// `struct arch_shared_info`: empty on Arm.
+#[cfg(target_arch = "aarch64")]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ArchSharedInfo {}
 
 /// Event channel bits per word of [`SharedInfo::evtchn_pending`] and `evtchn_mask`.
 pub const EVTCHN_WORD_BITS: usize = XenUlong::BITS as usize;

@@ -1,14 +1,17 @@
 //! Checks every structure size, field offset and constant of this crate against Xen's C
 //! public headers: a C program prints each C expression of the table, and the test compares
-//! the printed values with the Rust side.
+//! the printed values with the Rust side. For the other architectures (x86_32, aarch64) the
+//! expressions are compiled to assembly for that architecture, and their values become a
+//! file of constant assertions that every build of the crate for it compiles.
 //!
 //! The headers come from Debian's `libxen-dev` of the Xen version the project tests with;
 //! `cargo xtask test` sets `XEN_INCLUDE_DIR` to the build environment's include folder (its
-//! pinned libxen-dev) and compiles with the build environment's C compiler.
+//! pinned libxen-dev) and compiles with the build environment's C compilers.
 
 use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use xen_abi::event_channel::*;
 use xen_abi::grant_table::*;
@@ -19,15 +22,43 @@ use xen_abi::io::ring::{ring_size, SringHeader};
 use xen_abi::io::xenstore::*;
 use xen_abi::memory::*;
 use xen_abi::sched::*;
+use xen_abi::vcpu::*;
 use xen_abi::*;
 
+/// The architectures the table is checked for: the host's by running a C program, the
+/// others from assembly (see [`check_cross_layout`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Arch {
+    X86_64,
+    X86_32,
+    Aarch64,
+}
+
+use Arch::*;
+
+/// Every architecture: the default of a check.
+const ALL: &[Arch] = &[X86_64, X86_32, Aarch64];
+/// The x86 PV and PVH interfaces (start info, the PV MMU, E820, ELF notes): Arm guests
+/// have none of them.
+const X86: &[Arch] = &[X86_64, X86_32];
+
+/// The architecture this test runs on.
+const HOST: Arch = if cfg!(target_arch = "x86") {
+    X86_32
+} else if cfg!(target_arch = "aarch64") {
+    Aarch64
+} else {
+    X86_64
+};
+
 /// One check: a C expression (evaluated as an unsigned 64-bit number), the Rust value on
-/// this host, and the Rust expression itself (for the x86_32 assertions, see
-/// [`layout_x86_32_matches_xen_public_headers`]).
+/// this host, the Rust expression itself (for the assertion files, see
+/// [`check_cross_layout`]) and the architectures whose headers and Rust definitions have it.
 struct Check {
     c: String,
     rust: u64,
     rust_src: String,
+    archs: &'static [Arch],
 }
 
 fn check(c: impl Into<String>, rust: impl TryInto<u64>, rust_src: impl Into<String>) -> Check {
@@ -39,22 +70,39 @@ fn check(c: impl Into<String>, rust: impl TryInto<u64>, rust_src: impl Into<Stri
         c: c.into(),
         rust,
         rust_src: rust_src.into(),
+        archs: ALL,
     }
 }
 
-/// `sizeof` of a C type and each field's `offsetof`, against the Rust struct.
-macro_rules! layout {
+/// The checks `add` pushes hold only on `archs`.
+fn only(table: &mut Vec<Check>, archs: &'static [Arch], add: impl FnOnce(&mut Vec<Check>)) {
+    let start = table.len();
+    add(table);
+    for c in &mut table[start..] {
+        c.archs = archs;
+    }
+}
+
+/// Each field's `offsetof` in a C type, against the Rust struct.
+macro_rules! fields {
     ($table:ident, $rust:ty, $c:literal { $($rf:ident => $cf:literal),* $(,)? }) => {
-        $table.push(check(
-            concat!("sizeof(", $c, ")"),
-            size_of::<$rust>(),
-            concat!("size_of::<", stringify!($rust), ">()"),
-        ));
         $( $table.push(check(
             concat!("offsetof(", $c, ", ", $cf, ")"),
             offset_of!($rust, $rf),
             concat!("offset_of!(", stringify!($rust), ", ", stringify!($rf), ")"),
         )); )*
+    };
+}
+
+/// `sizeof` of a C type and each field's `offsetof`, against the Rust struct.
+macro_rules! layout {
+    ($table:ident, $rust:ty, $c:literal { $($fields:tt)* }) => {
+        $table.push(check(
+            concat!("sizeof(", $c, ")"),
+            size_of::<$rust>(),
+            concat!("size_of::<", stringify!($rust), ">()"),
+        ));
+        fields!($table, $rust, $c { $($fields)* });
     };
 }
 
@@ -65,46 +113,73 @@ macro_rules! consts {
     };
 }
 
+/// Every check, in the order of the assertion files; each architecture's are those that
+/// name it (see [`table_for`]).
 fn table() -> Vec<Check> {
     let mut t = Vec::new();
-    layout!(t, StartInfo, "struct start_info" {
-        magic => "magic", nr_pages => "nr_pages", shared_info => "shared_info",
-        flags => "flags", store_mfn => "store_mfn", store_evtchn => "store_evtchn",
-        console => "console", pt_base => "pt_base", nr_pt_frames => "nr_pt_frames",
-        mfn_list => "mfn_list", mod_start => "mod_start", mod_len => "mod_len",
-        cmd_line => "cmd_line", first_p2m_pfn => "first_p2m_pfn",
-        nr_p2m_frames => "nr_p2m_frames",
+    only(&mut t, X86, |t| {
+        layout!(t, StartInfo, "struct start_info" {
+            magic => "magic", nr_pages => "nr_pages", shared_info => "shared_info",
+            flags => "flags", store_mfn => "store_mfn", store_evtchn => "store_evtchn",
+            console => "console", pt_base => "pt_base", nr_pt_frames => "nr_pt_frames",
+            mfn_list => "mfn_list", mod_start => "mod_start", mod_len => "mod_len",
+            cmd_line => "cmd_line", first_p2m_pfn => "first_p2m_pfn",
+            nr_p2m_frames => "nr_p2m_frames",
+        });
+        consts!(t,
+            "sizeof(((struct start_info *)0)->console)" => size_of::<StartInfoConsole>(),
+            "offsetof(struct start_info, console.domU.evtchn) - offsetof(struct start_info, console)"
+                => offset_of!(StartInfoConsoleDomU, evtchn),
+            "offsetof(struct start_info, console.dom0.info_size) - offsetof(struct start_info, console)"
+                => offset_of!(StartInfoConsoleDom0, info_size),
+        );
     });
-    consts!(t,
-        "sizeof(((struct start_info *)0)->console)" => size_of::<StartInfoConsole>(),
-        "offsetof(struct start_info, console.domU.evtchn) - offsetof(struct start_info, console)"
-            => offset_of!(StartInfoConsoleDomU, evtchn),
-        "offsetof(struct start_info, console.dom0.info_size) - offsetof(struct start_info, console)"
-            => offset_of!(StartInfoConsoleDom0, info_size),
-    );
     layout!(t, VcpuTimeInfo, "struct vcpu_time_info" {
         version => "version", tsc_timestamp => "tsc_timestamp", system_time => "system_time",
         tsc_to_system_mul => "tsc_to_system_mul", tsc_shift => "tsc_shift", flags => "flags",
         pad1 => "pad1",
     });
-    layout!(t, ArchVcpuInfo, "struct arch_vcpu_info" { cr2 => "cr2", pad => "pad" });
+    // Arm's `arch_vcpu_info` and `arch_shared_info` are empty.
+    layout!(t, ArchVcpuInfo, "struct arch_vcpu_info" {});
+    only(&mut t, X86, |t| {
+        fields!(t, ArchVcpuInfo, "struct arch_vcpu_info" { cr2 => "cr2", pad => "pad" });
+    });
     layout!(t, VcpuInfo, "struct vcpu_info" {
         evtchn_upcall_pending => "evtchn_upcall_pending",
-        evtchn_upcall_mask => "evtchn_upcall_mask",
+    });
+    only(&mut t, X86, |t| {
+        fields!(t, VcpuInfo, "struct vcpu_info" { evtchn_upcall_mask => "evtchn_upcall_mask" });
+    });
+    // Arm has no PV upcall mask (`XEN_HAVE_PV_UPCALL_MASK`): the byte is `pad0` there.
+    only(&mut t, &[Aarch64], |t| {
+        fields!(t, VcpuInfo, "struct vcpu_info" { evtchn_upcall_mask => "pad0" });
+    });
+    fields!(t, VcpuInfo, "struct vcpu_info" {
         evtchn_pending_sel => "evtchn_pending_sel", arch => "arch", time => "time",
     });
-    layout!(t, ArchSharedInfo, "struct arch_shared_info" {
-        max_pfn => "max_pfn", pfn_to_mfn_frame_list_list => "pfn_to_mfn_frame_list_list",
-        nmi_reason => "nmi_reason", p2m_cr3 => "p2m_cr3", p2m_vaddr => "p2m_vaddr",
-        p2m_generation => "p2m_generation",
+    layout!(t, ArchSharedInfo, "struct arch_shared_info" {});
+    only(&mut t, X86, |t| {
+        fields!(t, ArchSharedInfo, "struct arch_shared_info" {
+            max_pfn => "max_pfn", pfn_to_mfn_frame_list_list => "pfn_to_mfn_frame_list_list",
+            nmi_reason => "nmi_reason", p2m_cr3 => "p2m_cr3", p2m_vaddr => "p2m_vaddr",
+            p2m_generation => "p2m_generation",
+        });
     });
     layout!(t, SharedInfo, "struct shared_info" {
         vcpu_info => "vcpu_info", evtchn_pending => "evtchn_pending",
         evtchn_mask => "evtchn_mask", wc_version => "wc_version", wc_sec => "wc_sec",
-        wc_nsec => "wc_nsec", wc_sec_hi => "wc_sec_hi", arch => "arch",
+        wc_nsec => "wc_nsec",
     });
-    layout!(t, MmuUpdate, "struct mmu_update" { ptr => "ptr", val => "val" });
-    layout!(t, MmuextOp, "struct mmuext_op" { cmd => "cmd", arg1 => "arg1", arg2 => "arg2" });
+    // x86_32 keeps `wc_sec_hi` in `arch_shared_info` (checked at the end of the table):
+    // its `shared_info` has no room for it.
+    only(&mut t, &[X86_64, Aarch64], |t| {
+        fields!(t, SharedInfo, "struct shared_info" { wc_sec_hi => "wc_sec_hi" });
+    });
+    fields!(t, SharedInfo, "struct shared_info" { arch => "arch" });
+    only(&mut t, X86, |t| {
+        layout!(t, MmuUpdate, "struct mmu_update" { ptr => "ptr", val => "val" });
+        layout!(t, MmuextOp, "struct mmuext_op" { cmd => "cmd", arg1 => "arg1", arg2 => "arg2" });
+    });
     layout!(t, EvtchnAllocUnbound, "struct evtchn_alloc_unbound" {
         dom => "dom", remote_dom => "remote_dom", port => "port",
     });
@@ -120,6 +195,12 @@ fn table() -> Vec<Check> {
     layout!(t, SchedShutdown, "struct sched_shutdown" { reason => "reason" });
     layout!(t, SchedPoll, "struct sched_poll" {
         ports => "ports", nr_ports => "nr_ports", timeout => "timeout",
+    });
+    layout!(t, VcpuRunstateInfo, "struct vcpu_runstate_info" {
+        state => "state", state_entry_time => "state_entry_time", time => "time",
+    });
+    layout!(t, VcpuRegisterRunstateMemoryArea, "struct vcpu_register_runstate_memory_area" {
+        addr => "addr",
     });
     layout!(t, GrantEntryV1, "struct grant_entry_v1" {
         flags => "flags", domid => "domid", frame => "frame",
@@ -138,26 +219,31 @@ fn table() -> Vec<Check> {
     layout!(t, XenAddToPhysmap, "struct xen_add_to_physmap" {
         domid => "domid", size => "size", space => "space", idx => "idx", gpfn => "gpfn",
     });
-    layout!(t, XenMemoryMap, "struct xen_memory_map" {
-        nr_entries => "nr_entries", buffer => "buffer",
+    only(&mut t, X86, |t| {
+        layout!(t, XenMemoryMap, "struct xen_memory_map" {
+            nr_entries => "nr_entries", buffer => "buffer",
+        });
+        // Xen's E820 entries are the packed, 20-byte BIOS layout.
+        consts!(t, "20" => size_of::<E820Entry>());
     });
-    // Xen's E820 entries are the packed, 20-byte BIOS layout.
-    consts!(t, "20" => size_of::<E820Entry>());
     layout!(t, XenHvmParam, "struct xen_hvm_param" {
         domid => "domid", index => "index", value => "value",
     });
-    layout!(t, HvmStartInfo, "struct hvm_start_info" {
-        magic => "magic", version => "version", flags => "flags", nr_modules => "nr_modules",
-        modlist_paddr => "modlist_paddr", cmdline_paddr => "cmdline_paddr",
-        rsdp_paddr => "rsdp_paddr", memmap_paddr => "memmap_paddr",
-        memmap_entries => "memmap_entries", reserved => "reserved",
-    });
-    layout!(t, HvmModlistEntry, "struct hvm_modlist_entry" {
-        paddr => "paddr", size => "size", cmdline_paddr => "cmdline_paddr",
-        reserved => "reserved",
-    });
-    layout!(t, HvmMemmapTableEntry, "struct hvm_memmap_table_entry" {
-        addr => "addr", size => "size", kind => "type", reserved => "reserved",
+    // PVH's start of day (`xen/arch-x86/hvm/start_info.h`).
+    only(&mut t, X86, |t| {
+        layout!(t, HvmStartInfo, "struct hvm_start_info" {
+            magic => "magic", version => "version", flags => "flags", nr_modules => "nr_modules",
+            modlist_paddr => "modlist_paddr", cmdline_paddr => "cmdline_paddr",
+            rsdp_paddr => "rsdp_paddr", memmap_paddr => "memmap_paddr",
+            memmap_entries => "memmap_entries", reserved => "reserved",
+        });
+        layout!(t, HvmModlistEntry, "struct hvm_modlist_entry" {
+            paddr => "paddr", size => "size", cmdline_paddr => "cmdline_paddr",
+            reserved => "reserved",
+        });
+        layout!(t, HvmMemmapTableEntry, "struct hvm_memmap_table_entry" {
+            addr => "addr", size => "size", kind => "type", reserved => "reserved",
+        });
     });
     layout!(t, XenconsInterface, "struct xencons_interface" {
         r#in => "in", out => "out", in_cons => "in_cons", in_prod => "in_prod",
@@ -181,7 +267,6 @@ fn table() -> Vec<Check> {
     layout!(t, BlkifResponse, "struct blkif_response" {
         id => "id", operation => "operation", status => "status",
     });
-    // The shared ring: header fields, then the entries.
     // The shared ring: header fields, then the entries. `struct blkif_sring` ends in the
     // ring entries, so only the header's fields compare.
     consts!(t,
@@ -220,23 +305,32 @@ fn table() -> Vec<Check> {
         "XENFEAT_dom0" => features::DOM0,
         "DOMID_SELF" => DOMID_SELF,
         "XEN_LEGACY_MAX_VCPUS" => LEGACY_MAX_VCPUS,
-        "MAX_GUEST_CMDLINE" => MAX_GUEST_CMDLINE,
-        "HYPERVISOR_VIRT_START" => MACH2PHYS_VIRT_START,
-        "SIF_PRIVILEGED" => sif::PRIVILEGED,
-        "SIF_INITDOMAIN" => sif::INITDOMAIN,
-        "SIF_MOD_START_PFN" => sif::MOD_START_PFN,
-        "MMU_NORMAL_PT_UPDATE" => MMU_NORMAL_PT_UPDATE,
-        "MMU_MACHPHYS_UPDATE" => MMU_MACHPHYS_UPDATE,
-        "MMUEXT_PIN_L1_TABLE" => mmuext::PIN_L1_TABLE,
-        "MMUEXT_PIN_L4_TABLE" => mmuext::PIN_L4_TABLE,
-        "MMUEXT_UNPIN_TABLE" => mmuext::UNPIN_TABLE,
-        "MMUEXT_NEW_BASEPTR" => mmuext::NEW_BASEPTR,
-        "MMUEXT_TLB_FLUSH_LOCAL" => mmuext::TLB_FLUSH_LOCAL,
-        "MMUEXT_INVLPG_LOCAL" => mmuext::INVLPG_LOCAL,
-        "UVMF_INVLPG" => uvmf::INVLPG,
-        "UVMF_TLB_FLUSH" => uvmf::TLB_FLUSH,
-        "UVMF_ALL" => uvmf::ALL,
-        "VMASST_TYPE_writable_pagetables" => vmasst::TYPE_WRITABLE_PAGETABLES,
+    );
+    // The PV guest's start of day and MMU.
+    only(&mut t, X86, |t| {
+        consts!(
+            t,
+            "MAX_GUEST_CMDLINE" => MAX_GUEST_CMDLINE,
+            "HYPERVISOR_VIRT_START" => MACH2PHYS_VIRT_START,
+            "SIF_PRIVILEGED" => sif::PRIVILEGED,
+            "SIF_INITDOMAIN" => sif::INITDOMAIN,
+            "SIF_MOD_START_PFN" => sif::MOD_START_PFN,
+            "MMU_NORMAL_PT_UPDATE" => MMU_NORMAL_PT_UPDATE,
+            "MMU_MACHPHYS_UPDATE" => MMU_MACHPHYS_UPDATE,
+            "MMUEXT_PIN_L1_TABLE" => mmuext::PIN_L1_TABLE,
+            "MMUEXT_PIN_L4_TABLE" => mmuext::PIN_L4_TABLE,
+            "MMUEXT_UNPIN_TABLE" => mmuext::UNPIN_TABLE,
+            "MMUEXT_NEW_BASEPTR" => mmuext::NEW_BASEPTR,
+            "MMUEXT_TLB_FLUSH_LOCAL" => mmuext::TLB_FLUSH_LOCAL,
+            "MMUEXT_INVLPG_LOCAL" => mmuext::INVLPG_LOCAL,
+            "UVMF_INVLPG" => uvmf::INVLPG,
+            "UVMF_TLB_FLUSH" => uvmf::TLB_FLUSH,
+            "UVMF_ALL" => uvmf::ALL,
+            "VMASST_TYPE_writable_pagetables" => vmasst::TYPE_WRITABLE_PAGETABLES,
+        );
+    });
+    consts!(
+        t,
         "EVTCHNOP_bind_interdomain" => EVTCHNOP_BIND_INTERDOMAIN,
         "EVTCHNOP_bind_virq" => EVTCHNOP_BIND_VIRQ,
         "EVTCHNOP_close" => EVTCHNOP_CLOSE,
@@ -257,6 +351,11 @@ fn table() -> Vec<Check> {
         "SHUTDOWN_suspend" => shutdown::SUSPEND,
         "SHUTDOWN_crash" => shutdown::CRASH,
         "SHUTDOWN_watchdog" => shutdown::WATCHDOG,
+        "VCPUOP_register_runstate_memory_area" => VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
+        "RUNSTATE_running" => runstate::RUNNING,
+        "RUNSTATE_runnable" => runstate::RUNNABLE,
+        "RUNSTATE_blocked" => runstate::BLOCKED,
+        "RUNSTATE_offline" => runstate::OFFLINE,
         "GNTTABOP_map_grant_ref" => GNTTABOP_MAP_GRANT_REF,
         "GNTTABOP_unmap_grant_ref" => GNTTABOP_UNMAP_GRANT_REF,
         "GNTTABOP_setup_table" => GNTTABOP_SETUP_TABLE,
@@ -278,7 +377,12 @@ fn table() -> Vec<Check> {
         "XENMEM_maximum_reservation" => XENMEM_MAXIMUM_RESERVATION,
         "XENMEM_populate_physmap" => XENMEM_POPULATE_PHYSMAP,
         "XENMEM_add_to_physmap" => XENMEM_ADD_TO_PHYSMAP,
-        "XENMEM_memory_map" => XENMEM_MEMORY_MAP,
+    );
+    only(&mut t, X86, |t| {
+        consts!(t, "XENMEM_memory_map" => XENMEM_MEMORY_MAP);
+    });
+    consts!(
+        t,
         "XENMAPSPACE_shared_info" => mapspace::SHARED_INFO,
         "XENMAPSPACE_grant_table" => mapspace::GRANT_TABLE,
         "XENMAPSPACE_gmfn" => mapspace::GMFN,
@@ -288,10 +392,18 @@ fn table() -> Vec<Check> {
         "HVM_PARAM_STORE_EVTCHN" => HVM_PARAM_STORE_EVTCHN,
         "HVM_PARAM_CONSOLE_PFN" => HVM_PARAM_CONSOLE_PFN,
         "HVM_PARAM_CONSOLE_EVTCHN" => HVM_PARAM_CONSOLE_EVTCHN,
-        "XEN_HVM_START_MAGIC_VALUE" => HVM_START_MAGIC_VALUE,
-        "XEN_HVM_MEMMAP_TYPE_RAM" => HVM_MEMMAP_TYPE_RAM,
-        "XEN_HVM_MEMMAP_TYPE_RESERVED" => HVM_MEMMAP_TYPE_RESERVED,
-        "XEN_HVM_MEMMAP_TYPE_ACPI" => HVM_MEMMAP_TYPE_ACPI,
+    );
+    only(&mut t, X86, |t| {
+        consts!(
+            t,
+            "XEN_HVM_START_MAGIC_VALUE" => HVM_START_MAGIC_VALUE,
+            "XEN_HVM_MEMMAP_TYPE_RAM" => HVM_MEMMAP_TYPE_RAM,
+            "XEN_HVM_MEMMAP_TYPE_RESERVED" => HVM_MEMMAP_TYPE_RESERVED,
+            "XEN_HVM_MEMMAP_TYPE_ACPI" => HVM_MEMMAP_TYPE_ACPI,
+        );
+    });
+    consts!(
+        t,
         "XENSTORE_RING_SIZE" => XENSTORE_RING_SIZE,
         "XENSTORE_PAYLOAD_MAX" => XENSTORE_PAYLOAD_MAX,
         "BLKIF_OP_READ" => BLKIF_OP_READ,
@@ -315,26 +427,41 @@ fn table() -> Vec<Check> {
         "XenbusStateClosed" => io::xenbus::CLOSED,
         "XenbusStateReconfiguring" => io::xenbus::RECONFIGURING,
         "XenbusStateReconfigured" => io::xenbus::RECONFIGURED,
-        "XEN_ELFNOTE_INFO" => elfnote::INFO,
-        "XEN_ELFNOTE_ENTRY" => elfnote::ENTRY,
-        "XEN_ELFNOTE_HYPERCALL_PAGE" => elfnote::HYPERCALL_PAGE,
-        "XEN_ELFNOTE_VIRT_BASE" => elfnote::VIRT_BASE,
-        "XEN_ELFNOTE_PADDR_OFFSET" => elfnote::PADDR_OFFSET,
-        "XEN_ELFNOTE_XEN_VERSION" => elfnote::XEN_VERSION,
-        "XEN_ELFNOTE_GUEST_OS" => elfnote::GUEST_OS,
-        "XEN_ELFNOTE_GUEST_VERSION" => elfnote::GUEST_VERSION,
-        "XEN_ELFNOTE_LOADER" => elfnote::LOADER,
-        "XEN_ELFNOTE_PAE_MODE" => elfnote::PAE_MODE,
-        "XEN_ELFNOTE_FEATURES" => elfnote::FEATURES,
-        "XEN_ELFNOTE_BSD_SYMTAB" => elfnote::BSD_SYMTAB,
-        "XEN_ELFNOTE_HV_START_LOW" => elfnote::HV_START_LOW,
-        "XEN_ELFNOTE_L1_MFN_VALID" => elfnote::L1_MFN_VALID,
-        "XEN_ELFNOTE_SUSPEND_CANCEL" => elfnote::SUSPEND_CANCEL,
-        "XEN_ELFNOTE_INIT_P2M" => elfnote::INIT_P2M,
-        "XEN_ELFNOTE_MOD_START_PFN" => elfnote::MOD_START_PFN,
-        "XEN_ELFNOTE_SUPPORTED_FEATURES" => elfnote::SUPPORTED_FEATURES,
-        "XEN_ELFNOTE_PHYS32_ENTRY" => elfnote::PHYS32_ENTRY,
     );
+    // The ELF notes of an x86 PV or PVH kernel; an Arm guest is an `Image`.
+    only(&mut t, X86, |t| {
+        consts!(
+            t,
+            "XEN_ELFNOTE_INFO" => elfnote::INFO,
+            "XEN_ELFNOTE_ENTRY" => elfnote::ENTRY,
+            "XEN_ELFNOTE_HYPERCALL_PAGE" => elfnote::HYPERCALL_PAGE,
+            "XEN_ELFNOTE_VIRT_BASE" => elfnote::VIRT_BASE,
+            "XEN_ELFNOTE_PADDR_OFFSET" => elfnote::PADDR_OFFSET,
+            "XEN_ELFNOTE_XEN_VERSION" => elfnote::XEN_VERSION,
+            "XEN_ELFNOTE_GUEST_OS" => elfnote::GUEST_OS,
+            "XEN_ELFNOTE_GUEST_VERSION" => elfnote::GUEST_VERSION,
+            "XEN_ELFNOTE_LOADER" => elfnote::LOADER,
+            "XEN_ELFNOTE_PAE_MODE" => elfnote::PAE_MODE,
+            "XEN_ELFNOTE_FEATURES" => elfnote::FEATURES,
+            "XEN_ELFNOTE_BSD_SYMTAB" => elfnote::BSD_SYMTAB,
+            "XEN_ELFNOTE_HV_START_LOW" => elfnote::HV_START_LOW,
+            "XEN_ELFNOTE_L1_MFN_VALID" => elfnote::L1_MFN_VALID,
+            "XEN_ELFNOTE_SUSPEND_CANCEL" => elfnote::SUSPEND_CANCEL,
+            "XEN_ELFNOTE_INIT_P2M" => elfnote::INIT_P2M,
+            "XEN_ELFNOTE_MOD_START_PFN" => elfnote::MOD_START_PFN,
+            "XEN_ELFNOTE_SUPPORTED_FEATURES" => elfnote::SUPPORTED_FEATURES,
+            "XEN_ELFNOTE_PHYS32_ENTRY" => elfnote::PHYS32_ENTRY,
+        );
+    });
+    // x86_32's `wc_sec_hi` (see `struct shared_info` above); the Rust field exists only
+    // there, so its host value is a stand-in.
+    only(&mut t, &[X86_32], |t| {
+        t.push(check(
+            "offsetof(struct arch_shared_info, wc_sec_hi)",
+            0u64,
+            "offset_of!(ArchSharedInfo, wc_sec_hi)",
+        ));
+    });
     t
 }
 
@@ -345,6 +472,7 @@ const HEADERS: &[&str] = &[
     "xen/elfnote.h",
     "xen/event_channel.h",
     "xen/sched.h",
+    "xen/vcpu.h",
     "xen/grant_table.h",
     "xen/memory.h",
     "xen/hvm/hvm_op.h",
@@ -439,7 +567,7 @@ fn layout_matches_xen_public_headers() {
         "XEN_INCLUDE_DIR={} has no xen/xen.h",
         include.display()
     );
-    let table = table();
+    let table = table_for(HOST);
     let c_values = run_c(&include, &c_program(&table));
     assert_eq!(
         c_values.len(),
@@ -459,61 +587,120 @@ fn layout_matches_xen_public_headers() {
     );
 }
 
-/// The generated assertions of the x86_32 layout, compiled into every 32-bit build.
-const X86_32_FILE: &str = "src/layout_x86_32.rs";
+/// An architecture whose layout is checked from assembly: the table's values for it become
+/// `file`, constant assertions that every build of the crate for it compiles. The file must
+/// be what the headers say (`XEN_ABI_BLESS=1` rewrites it).
+struct Cross {
+    arch: Arch,
+    /// Its `target_arch`, as the file's header names it.
+    name: &'static str,
+    /// How the headers were compiled, for the file's header.
+    compiled: &'static str,
+    /// The generated file, under the crate.
+    file: &'static str,
+    /// The C compiler's flags for the architecture.
+    flags: &'static [&'static str],
+}
 
-/// The 32-bit side: the same table, with Xen's headers compiled for i386 (`-m32`, to
-/// assembly only, so no 32-bit C library is needed). Its values become
-/// `src/layout_x86_32.rs`, constant assertions that every x86_32 build of the crate
-/// compiles: that file must be what the headers say (`XEN_ABI_BLESS=1` rewrites it).
+/// The 32-bit side: Xen's headers compiled for i386 (`-m32`, to assembly only, so no 32-bit
+/// C library is needed), by the build environment's C compiler.
 #[test]
 fn layout_x86_32_matches_xen_public_headers() {
-    let include = include_dir();
-    // x86_32 keeps `wc_sec_hi` in `arch_shared_info`: `shared_info` has no room for it.
-    let mut table: Vec<Check> = table()
+    let x86_32 = Cross {
+        arch: X86_32,
+        name: "x86_32",
+        compiled: "with `-m32`",
+        file: "src/layout_x86_32.rs",
+        flags: &["-m32"],
+    };
+    check_cross_layout(&x86_32, &c_compiler());
+}
+
+/// The arm64 side: Xen's headers compiled by the build environment's pinned cross compiler
+/// (freestanding, to assembly only: the build environment has no arm64 C library).
+#[test]
+fn layout_aarch64_matches_xen_public_headers() {
+    let Ok(cc) = std::env::var("XEN_ABI_AARCH64_CC") else {
+        panic!(
+            "XEN_ABI_AARCH64_CC is not set: run `cargo xtask test` (which names the build \
+             environment's aarch64-linux-gnu-gcc) or set XEN_ABI_AARCH64_CC to an arm64 C \
+             compiler"
+        );
+    };
+    let aarch64 = Cross {
+        arch: Aarch64,
+        name: "aarch64",
+        compiled: "for arm64",
+        file: "src/layout_aarch64.rs",
+        flags: &[],
+    };
+    check_cross_layout(&aarch64, &cc);
+}
+
+/// The checks that hold on `arch`: the one place the table is cut per architecture.
+fn table_for(arch: Arch) -> Vec<Check> {
+    table()
         .into_iter()
-        .filter(|c| c.c != "offsetof(struct shared_info, wc_sec_hi)")
-        .collect();
-    table.push(check(
-        "offsetof(struct arch_shared_info, wc_sec_hi)",
-        0u64,
-        "offset_of!(ArchSharedInfo, wc_sec_hi)",
-    ));
-    let values = compile_c_x86_32(&include, &table);
-    let mut text = String::from(
-        "//! The x86_32 layout of the ABI: generated by `tests/layout.rs` from Xen's public\n\
-         //! headers compiled with `-m32` (`XEN_ABI_BLESS=1 cargo xtask test` rewrites it).\n\
-         //! Each line is checked when the crate is compiled for x86_32.\n\n\
-         #![allow(unused_imports)]\n\n\
+        .filter(|c| c.archs.contains(&arch))
+        .collect()
+}
+
+/// Compiles the table of `cross` with `cc`, renders its assertion file and compares it with
+/// the recorded one (after writing it, under `XEN_ABI_BLESS`).
+fn check_cross_layout(cross: &Cross, cc: &str) {
+    let include = include_dir();
+    let table = table_for(cross.arch);
+    let values = compile_c_values(cc, cross.flags, &include, &table);
+    let text = assertion_file(cross, &table, &values);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(cross.file);
+    if std::env::var_os("XEN_ABI_BLESS").is_some() {
+        std::fs::write(&path, &text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        recorded == text,
+        "{} does not match Xen's headers compiled {}; rerun with XEN_ABI_BLESS=1 and build \
+         an {} image to check the Rust side",
+        path.display(),
+        cross.compiled,
+        cross.name
+    );
+}
+
+/// The assertion file of `cross`: one constant assertion per check, its value from the C side.
+fn assertion_file(cross: &Cross, table: &[Check], values: &[u64]) -> String {
+    let mut text = format!(
+        "//! The {name} layout of the ABI: generated by `tests/layout.rs` from Xen's public\n\
+         //! headers compiled {compiled} (`XEN_ABI_BLESS=1 cargo xtask test` rewrites it).\n\
+         //! Each line is checked when the crate is compiled for {name}.\n\n",
+        name = cross.name,
+        compiled = cross.compiled,
+    );
+    text.push_str(
+        "// Every value is compared as a u64, whatever its type.\n\
+         #![allow(unused_imports, clippy::unnecessary_cast)]\n\n\
          use core::mem::{offset_of, size_of};\n\n\
          use crate::event_channel::*;\nuse crate::grant_table::*;\nuse crate::hvm::*;\n\
          use crate::io::blkif::*;\nuse crate::io::console::XenconsInterface;\n\
          use crate::io::ring::{ring_size, SringHeader};\nuse crate::io::xenstore::*;\n\
-         use crate::memory::*;\nuse crate::sched::*;\nuse crate::*;\n\n",
+         use crate::memory::*;\nuse crate::sched::*;\nuse crate::vcpu::*;\nuse crate::*;\n\n",
     );
-    for (check, value) in table.iter().zip(&values) {
+    for (check, value) in table.iter().zip(values) {
         text.push_str(&format!(
             "// {}\nconst _: () = assert!({} as u64 == {value:#x});\n",
             check.c,
             check.rust_src.trim_end_matches(" as u64")
         ));
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(X86_32_FILE);
-    if std::env::var_os("XEN_ABI_BLESS").is_some() {
-        std::fs::write(&path, &text).expect("write the x86_32 layout file");
-    }
-    let recorded = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        recorded == text,
-        "{} does not match Xen's headers compiled with -m32; rerun with XEN_ABI_BLESS=1 \
-         and build an x86_32 image to check the Rust side",
-        path.display()
-    );
+    text
 }
 
-/// Each expression of the table as the C compiler sees it for i386: the values come out
-/// of the assembly as `.ascii "@@ HIGH LOW"` lines (two 32-bit halves).
-fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
+/// Each expression of the table as `cc` with `flags` sees it, compiled to assembly only (no
+/// C library or linker for the architecture is needed): the values come out of the
+/// assembly as `.ascii "@@ HIGH LOW"` lines, two 32-bit halves, which every architecture's
+/// immediates can hold.
+fn compile_c_values(cc: &str, flags: &[&str], include: &Path, table: &[Check]) -> Vec<u64> {
     let mut src = headers();
     src.push_str("void layout(void) {\n");
     for c in table {
@@ -523,21 +710,19 @@ fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
         ));
     }
     src.push_str("}\n");
-    let dir = std::env::temp_dir().join(format!("xen-abi-layout32-{}", std::process::id()));
+    // One folder per compilation: the tests run side by side.
+    static COMPILATIONS: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "xen-abi-layout-asm-{}-{}",
+        std::process::id(),
+        COMPILATIONS.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).expect("create temporary folder");
-    let c_file = dir.join("layout32.c");
+    let c_file = dir.join("layout.c");
     std::fs::write(&c_file, &src).expect("write C file");
-    let cc = c_compiler();
-    let out = Command::new(&cc)
-        .args([
-            "-m32",
-            "-std=gnu11",
-            "-ffreestanding",
-            "-S",
-            "-o",
-            "-",
-            "-I",
-        ])
+    let out = Command::new(cc)
+        .args(flags)
+        .args(["-std=gnu11", "-ffreestanding", "-S", "-o", "-", "-I"])
         .arg(include)
         .arg(&c_file)
         .output()
@@ -545,7 +730,8 @@ fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
-        "compiling the layout expressions with -m32 against {} failed:\n{}",
+        "compiling the layout expressions with `{cc} {}` against {} failed:\n{}",
+        flags.join(" "),
         include.display(),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -555,7 +741,7 @@ fn compile_c_x86_32(include: &Path, table: &[Check]) -> Vec<u64> {
         .filter_map(|l| l.trim().strip_prefix(".ascii \"@@ "))
         .map(|rest| {
             let mut halves = rest.trim_end_matches('"').split(' ').map(|h| {
-                // GCC prints a 32-bit constant signed.
+                // GCC may print a 32-bit constant signed.
                 h.parse::<i64>().expect("the assembly holds numbers") as u64 & 0xffff_ffff
             });
             let (high, low) = (halves.next().unwrap_or(0), halves.next().unwrap_or(0));

@@ -37,6 +37,7 @@ mod app {
         let kind = match info.map(|i| i.kind) {
             Some(stubrt::BootKind::Pv) => "pv",
             Some(stubrt::BootKind::Pvh) => "pvh",
+            Some(stubrt::BootKind::Aarch64) => "aarch64",
             None => "?",
         };
         let started = stubrt::time::system_time_ns();

@@ -8,7 +8,7 @@ mod ioemu;
 pub mod key;
 pub mod manifest;
 mod pvgrub;
-mod runtime;
+pub mod runtime;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -99,28 +99,33 @@ const STD_VENDOR_INSIDE: &str = "/build/std-vendor";
 /// The standard library's crates in the build environment (`rust-web-src`).
 const LIBRARY_VENDOR: &str = "/usr/lib/rustlib/src/rust/library/vendor";
 
-impl Job<'_> {
-    /// `cargo build` of one workspace package with the `image` profile for the variant's
-    /// Rust target, by the build environment's cargo, offline from the vendored crates: the
-    /// checkout at `/src` (read-only), the target folder `target/<folder>` (a scratch
-    /// folder under `--fresh`) at `/build`. Returns the step, for the caller to add to and
-    /// run, and the host folder the package's outputs land in. Cargo runs on the real
-    /// clock: rustc hangs under libfaketime.
-    pub fn cargo_image(
+/// The build environment's cargo for the freestanding Rust target of a variant, offline from
+/// the vendored crates: the checkout at `/src` (read-only), `target_dir` at `/build`. Targets
+/// other than [`IMAGE_TARGET`] build `core` and `alloc` from the toolchain's sources.
+pub struct ImageCargo<'a> {
+    pub ws: &'a Workspace,
+    pub cache: &'a Cache,
+    pub root: &'a buildenv::Root,
+    pub variant: Variant,
+    pub target_dir: PathBuf,
+    pub epoch: u64,
+    pub rustflags: Vec<String>,
+    pub vars: Vec<(String, String)>,
+}
+
+impl ImageCargo<'_> {
+    /// `cargo SUBCOMMAND` (build, clippy) with the `image` profile for the variant's target;
+    /// `args` go before cargo's own (`-p PACKAGE`), `trailing` after `--`. Cargo runs on the
+    /// real clock: rustc hangs under libfaketime.
+    pub fn command(
         &self,
-        package: &str,
-        folder: &str,
-        rustflags: &[String],
-        vars: &[(&str, &str)],
-    ) -> Result<(std::process::Command, PathBuf)> {
+        subcommand: &str,
+        args: &[&str],
+        trailing: &[&str],
+    ) -> Result<std::process::Command> {
         let target = self.variant.rust_target();
-        let target_dir = if self.fresh {
-            self.staging.join("cargo")
-        } else {
-            self.ws.target.join(folder)
-        };
-        fs_err::create_dir_all(&target_dir)
-            .with_context(|| format!("creating {}", target_dir.display()))?;
+        fs_err::create_dir_all(&self.target_dir)
+            .with_context(|| format!("creating {}", self.target_dir.display()))?;
         let build_std = target != IMAGE_TARGET;
         let vendor = crate::crates::vendored(self.ws, self.cache)?;
         let mut step = self
@@ -128,29 +133,75 @@ impl Job<'_> {
             .step()
             .ro(&self.ws.root, "/src")
             .ro(&vendor, VENDOR)
-            .rw(&target_dir, "/build")
+            .rw(&self.target_dir, "/build")
             .cwd("/src")
-            .env("RUSTFLAGS", rustflags.join(" "))
+            .env("RUSTFLAGS", self.rustflags.join(" "))
             .env("SOURCE_DATE_EPOCH", self.epoch.to_string())
             .env("CARGO_HOME", "/tmp/cargo-home");
         let mut crates = VENDOR;
         if build_std {
             // `-Zbuild-std` is unstable; Debian's toolchain takes it with RUSTC_BOOTSTRAP.
             step = step.env("RUSTC_BOOTSTRAP", "1");
-            std_vendor(&vendor, &self.root.dir, &target_dir.join(STD_VENDOR))?;
+            std_vendor(&vendor, &self.root.dir, &self.target_dir.join(STD_VENDOR))?;
             crates = STD_VENDOR_INSIDE;
         }
-        for (name, value) in vars {
-            step = step.env(name, *value);
+        for (name, value) in &self.vars {
+            step = step.env(name, value);
         }
         let mut c = step.command("cargo")?;
-        c.args(["build", "--offline", "--locked", "--profile", "image"])
-            .args(["--target", target, "-p", package, "--target-dir", "/build"])
+        c.args([subcommand, "--offline", "--locked", "--profile", "image"])
+            .args(["--target", target, "--target-dir", "/build"])
+            .args(args)
             .args(crate::crates::cargo_config(crates));
         if build_std {
             c.arg(BUILD_STD);
         }
-        Ok((c, target_dir.join(target).join("image")))
+        if !trailing.is_empty() {
+            c.arg("--").args(trailing);
+        }
+        Ok(c)
+    }
+
+    /// The host folder the outputs of a `build` land in.
+    pub fn out_dir(&self) -> PathBuf {
+        self.target_dir
+            .join(self.variant.rust_target())
+            .join("image")
+    }
+}
+
+impl Job<'_> {
+    /// `cargo build` of one workspace package with [`ImageCargo`], into the target folder
+    /// `target/<folder>` (a scratch folder under `--fresh`). Returns the step, for the
+    /// caller to add to and run, and the host folder the package's outputs land in.
+    pub fn cargo_image(
+        &self,
+        package: &str,
+        folder: &str,
+        rustflags: &[String],
+        vars: &[(&str, &str)],
+    ) -> Result<(std::process::Command, PathBuf)> {
+        let cargo = ImageCargo {
+            ws: self.ws,
+            cache: self.cache,
+            root: self.root,
+            variant: self.variant,
+            target_dir: if self.fresh {
+                self.staging.join("cargo")
+            } else {
+                self.ws.target.join(folder)
+            },
+            epoch: self.epoch,
+            rustflags: rustflags.to_vec(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        Ok((
+            cargo.command("build", &["-p", package], &[])?,
+            cargo.out_dir(),
+        ))
     }
 
     /// Where the builder must leave the artifact.

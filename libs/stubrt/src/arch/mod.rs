@@ -1,8 +1,11 @@
 //! Architecture-specific code. Each architecture module defines the same names: `hypercall`,
-//! `rdtsc`, `halt_forever`, `virt_to_frame` (the frame other domains use for a page),
-//! `map_grant_frames` (where the grant table's frames go), the boot entry points and their
-//! memory setup (which end in `platform::start`). Nothing above `arch/` is per-architecture.
+//! `system_time_ns` and `wallclock_base_ns` (the clocks), `halt_forever`, `virt_to_frame`
+//! (the frame other domains use for a page), `grant_region` and `map_grant_frames` (where
+//! the grant table's frames go), the boot entry points and their memory setup (which end in
+//! `platform::start`). Nothing above `arch/` is per-architecture.
 
+#[cfg(stubrt_image)]
+mod libc;
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 mod x86;
 #[cfg(target_arch = "x86_64")]
@@ -13,6 +16,10 @@ pub use self::x86_64::*;
 mod x86_32;
 #[cfg(target_arch = "x86")]
 pub use self::x86_32::*;
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use self::aarch64::*;
 
 /// Host builds have no hypervisor: every hypercall fails with `-ENOSYS`.
 ///

@@ -1,5 +1,5 @@
-//! What 64-bit and 32-bit x86 PV share: the PV memory code, the PV entry's Rust side, the
-//! C memory functions, the time stamp counter. Each word size's module (`x86_64`, `x86_32`)
+//! What 64-bit and 32-bit x86 share: the PV memory code, the PV entry's Rust side, the
+//! C memory functions, time from the shared info and the time stamp counter. Each word size's module (`x86_64`, `x86_32`)
 //! adds its boot code, hypercall sequence and address-space layout.
 
 /// The assembler macros that write one Xen ELF note (`.note.Xen`: name "Xen", a type, a
@@ -40,12 +40,14 @@ macro_rules! xen_note_macros {
 pub(super) use xen_note_macros;
 
 #[cfg(stubrt_image)]
-mod libc;
+mod mem;
 mod pv;
 #[cfg(stubrt_image)]
 mod pv_main;
+mod time;
 
 pub use pv::PvMemory;
+pub use time::{system_time_ns, wallclock_base_ns};
 
 use crate::global::Global;
 
@@ -62,6 +64,12 @@ pub fn virt_to_frame(va: u64) -> u64 {
     va >> 12
 }
 
+/// Auto-translated x86 guests (PVH) have no grant region of their own: their grant frames
+/// replace heap pages.
+pub(crate) fn grant_region() -> Option<u64> {
+    None
+}
+
 /// Maps the grant table's `frames` (as returned by `GNTTABOP_setup_table`, machine frames) for
 /// PV at the architecture's `PV_GRANT_VA`; returns the virtual address of the first. PVH
 /// does not use this.
@@ -74,6 +82,22 @@ pub(crate) fn map_grant_frames(frames: &[u64]) -> Option<u64> {
     }
     pv.finish().ok()?;
     Some(base)
+}
+
+/// Maps machine frame `mfn` at virtual address `va` (`HYPERVISOR_update_va_mapping`).
+///
+/// # Safety
+///
+/// Whatever was mapped at `va` becomes unreachable through `va`.
+pub unsafe fn map_frame(
+    va: u64,
+    mfn: u64,
+    writable: bool,
+) -> Result<(), crate::hypervisor::XenError> {
+    let flags = if writable { 0x63 } else { 0x21 };
+    // SAFETY: the caller gives up the old mapping at `va`.
+    let rc = unsafe { super::update_va_mapping(va, (mfn << 12) | flags, xen_abi::uvmf::INVLPG) };
+    crate::hypervisor::check(rc).map(|_| ())
 }
 
 /// Reads the time stamp counter.

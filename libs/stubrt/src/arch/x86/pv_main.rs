@@ -2,9 +2,8 @@
 //! xenstore and memory found in `start_info`, then the common start of day
 //! (`platform::start`).
 
-use super::{PvMemory, PV};
+use super::{map_frame, PvMemory, PV};
 use crate::console::{self, Sink};
-use crate::hypervisor;
 use crate::platform::{start, BootKind, Info};
 use xen_abi::{sif, StartInfo};
 
@@ -16,9 +15,7 @@ extern "C" fn stubrt_pv_main(si: *const StartInfo) -> ! {
     // `start_info`'s words are 32 bits on x86_32: widen them once.
     let w = xen_abi::widen;
     // SAFETY: the shared-info page is reserved for this; nothing uses it yet.
-    let mapped = unsafe {
-        hypervisor::update_va_mapping(crate::shared::page_addr(), w(si.shared_info) >> 12, true)
-    };
+    let mapped = unsafe { map_frame(crate::shared::page_addr(), w(si.shared_info) >> 12, true) };
     let dom0 = si.flags & sif::INITDOMAIN != 0;
     if dom0 {
         console::init(Sink::Hypervisor);

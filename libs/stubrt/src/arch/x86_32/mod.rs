@@ -5,8 +5,10 @@
 #[cfg(stubrt_image)]
 mod boot;
 
-pub(crate) use super::x86::map_grant_frames;
-pub use super::x86::{halt_forever, rdtsc, virt_to_frame, PvMemory};
+pub(crate) use super::x86::{grant_region, map_grant_frames};
+pub use super::x86::{
+    halt_forever, map_frame, rdtsc, system_time_ns, virt_to_frame, wallclock_base_ns, PvMemory,
+};
 
 /// Where grant-table frames are mapped for PV: the second GiB, which no pfn of a stub
 /// domain reaches and which lies below Xen's part of the address space (0xf5800000 up).

@@ -82,21 +82,20 @@ extern "C" fn stubrt_pvh_main(start_info: u64) -> ! {
     } else if let Ok(got) = hypervisor::memory_map(&mut map) {
         n = got;
     }
-    // The largest RAM region above the image and below 4 GiB (the identity map's end).
-    let mut best = (0u64, 0u64);
-    let mut total = 0u64;
+    // The heap: the largest RAM range above the image and below 4 GiB (the identity map's
+    // end).
+    let mut ram = [(0u64, 0u64); 64];
+    let mut banks = 0;
     for e in &map[..n] {
         let (addr, size, kind) = (e.addr, e.size, e.kind);
-        if kind != hvm::HVM_MEMMAP_TYPE_RAM {
-            continue;
-        }
-        total += size / 4096;
-        let start = addr.max(image_end()).next_multiple_of(4096);
-        let end = addr.saturating_add(size).min(1 << 32) & !0xfff;
-        if end > start && end - start > best.1 - best.0 {
-            best = (start, end);
+        if kind == hvm::HVM_MEMMAP_TYPE_RAM {
+            ram[banks] = (addr, addr.saturating_add(size));
+            banks += 1;
         }
     }
+    let ram = &ram[..banks];
+    let total = ram.iter().map(|(s, e)| (e - s) / 4096).sum();
+    let best = crate::mm::largest_free(ram, &[(0, image_end())], 1 << 32);
     start(
         Info {
             kind: BootKind::Pvh,

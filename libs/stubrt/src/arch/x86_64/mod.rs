@@ -6,8 +6,10 @@ mod boot;
 #[cfg(stubrt_image)]
 mod entry;
 
-pub(crate) use super::x86::map_grant_frames;
-pub use super::x86::{halt_forever, rdtsc, virt_to_frame, PvMemory};
+pub(crate) use super::x86::{grant_region, map_grant_frames};
+pub use super::x86::{
+    halt_forever, map_frame, rdtsc, system_time_ns, virt_to_frame, wallclock_base_ns, PvMemory,
+};
 
 /// Where grant-table frames are mapped for PV: an address range no pfn reaches.
 pub(crate) const PV_GRANT_VA: u64 = 0x80_0000_0000;
