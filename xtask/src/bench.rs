@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: the figures that matter, measured in one run and written as a table
 //! and as JSON (`target/bench.json`): cold and warm (no-op) build time per payload, image
-//! sizes, and boot-test times. Benchmarks live here, not in timed tests.
+//! sizes, boot-test times, and the smallest memory each example (recipes of kind `rust` and
+//! `c`) boots in as an xl domU. Benchmarks live here, not in timed tests.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,15 +12,27 @@ use serde::Serialize;
 use crate::boot;
 use crate::builders as build;
 use crate::fsx;
-use crate::recipe;
+use crate::recipe::{self, BootMode, BootTest, GuestType, Kind};
 use crate::workspace::Workspace;
 
 #[derive(clap::Args)]
 pub struct Flags {
-    /// Skip the boot tests (build figures only).
+    /// Skip the boot tests (build figures only; no memory probe either).
     #[arg(long)]
     pub no_boot: bool,
+    /// Skip the memory probe (the smallest memory each example's xl domU boots in).
+    #[arg(long)]
+    pub no_memory_probe: bool,
+    /// Boot-test on this test machine only (a file of ci/machines/, such as aarch64-xen4.17).
+    #[arg(long)]
+    pub machine: Option<String>,
 }
+
+/// Memory sizes in MiB the probe tries, those below a scenario's own `memory` (which its
+/// normal run shows to be enough).
+const MEMORY_LADDER: &[u32] = &[1, 2, 3, 4, 6, 8, 12, 16, 24, 32];
+/// The most a probe copy waits (a guest short of memory often hangs rather than crashes).
+const PROBE_TIMEOUT_SECS: u64 = 45;
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -30,9 +43,13 @@ struct Report {
     images: Vec<ImageFigure>,
     references: Vec<Reference>,
     boot: Vec<BootFigure>,
-    /// The whole boot-test run: every scenario on every machine, as `cargo xtask test`
-    /// runs them (images already built).
+    /// The whole boot-test run: every scenario on every selected machine, as `cargo xtask
+    /// test` runs them (images already built), with the memory probe's copies in the same
+    /// dom0 boots.
     boot_run_secs: Option<f64>,
+    /// How many memory-probe copies that run included.
+    memory_probe_copies: usize,
+    smallest_memory: Vec<MemoryFigure>,
 }
 
 /// Images measured next to what a distribution ships for the same job.
@@ -121,6 +138,35 @@ struct BootFigure {
     dom0_ready_secs: Option<f64>,
 }
 
+/// The smallest memory an example's xl domU scenario boots in on one machine: copies of the
+/// scenario with less `memory` run beside the normal boot tests; failures are expected.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct MemoryFigure {
+    recipe: String,
+    scenario: String,
+    variant: String,
+    machine: String,
+    /// The scenario's own `memory`.
+    memory_mib: u32,
+    /// The sizes tried, smallest first.
+    ladder_mib: Vec<u32>,
+    /// Those that passed.
+    passed_mib: Vec<u32>,
+    /// The smallest size that passed; None if none below `memory_mib` did.
+    smallest_memory_mib: Option<u32>,
+}
+
+/// One scenario's probe on one machine: (MiB, the copy's scenario id) per size tried.
+struct Probe {
+    recipe: String,
+    scenario: String,
+    variant: String,
+    machine: String,
+    memory: u32,
+    copies: Vec<(u32, String)>,
+}
+
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     let recipes = recipe::select(&ws.recipes, names)?;
     let mut builds = Vec::new();
@@ -162,20 +208,36 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     let everything = everything(ws, &recipes, cold_sum)?;
     let mut boot_figures = Vec::new();
     let mut boot_run_secs = None;
+    let mut smallest_memory = Vec::new();
+    let mut memory_probe_copies = 0;
+    // The normal boot tests' verdict, returned once the figures are written.
+    let mut boot_verdict = Ok(());
     if !flags.no_boot {
-        let started = std::time::Instant::now();
-        let outcomes = boot::run(
-            ws,
-            names,
-            &boot::Flags {
-                variant: None,
-                machine: None,
-                keep: false,
-                offline: false,
-            },
-        )?;
+        let boot_flags = boot::Flags {
+            variant: None,
+            machine: flags.machine.clone(),
+            keep: false,
+            offline: false,
+        };
+        let mut plan = boot::plan(ws, names, &boot_flags)?;
+        let probes = if flags.no_memory_probe {
+            Vec::new()
+        } else {
+            add_memory_probe(ws, &mut plan)?
+        };
+        memory_probe_copies = probes.iter().map(|p| p.copies.len()).sum();
+        let started = Instant::now();
+        let outcomes = boot::run_tests(ws, plan, &boot_flags)?;
         boot_run_secs = Some(started.elapsed().as_secs_f64());
-        boot_figures = outcomes
+        let (copies, own): (Vec<boot::Outcome>, Vec<boot::Outcome>) =
+            outcomes.into_iter().partition(|o| {
+                probes
+                    .iter()
+                    .any(|p| p.machine == o.machine && p.copies.iter().any(|(_, id)| *id == o.id))
+            });
+        smallest_memory = memory_figures(&probes, &copies);
+        boot_verdict = boot::all_passed(&own);
+        boot_figures = own
             .into_iter()
             .map(|o| BootFigure {
                 scenario: o.id,
@@ -194,6 +256,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
         references,
         boot: boot_figures,
         boot_run_secs,
+        memory_probe_copies,
+        smallest_memory,
     };
     print_table(&report);
     let path = ws.target.join("bench.json");
@@ -202,7 +266,99 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
         (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
     )?;
     println!("\nwritten to {}", path.display());
-    Ok(())
+    boot_verdict
+}
+
+/// Whether the memory probe runs copies of a scenario: an xl domU (no HVM, no dom0 QEMU)
+/// that is meant to pass.
+fn probed(t: &BootTest) -> bool {
+    t.mode == BootMode::Domu
+        && t.guest_type != Some(GuestType::Hvm)
+        && !t.dom0_hvm
+        && t.must_fail.is_none()
+}
+
+/// The scenario with `memory` = `mib`: its own name (`NAME-memMIB`) and so its own domain
+/// name, which replaces the old one in the expected lines; at most [`PROBE_TIMEOUT_SECS`].
+fn memory_copy(t: &BootTest, mib: u32) -> Result<BootTest> {
+    let mut c = t.clone();
+    c.name = format!("{}-mem{mib}", t.name);
+    c.memory = mib;
+    c.timeout = t.timeout.min(PROBE_TIMEOUT_SECS);
+    let (old, new) = (boot::domain_name(t), boot::domain_name(&c));
+    let renamed = |r: &regex::Regex| regex::Regex::new(&r.as_str().replace(&old, &new));
+    let all = |rs: &[regex::Regex]| rs.iter().map(renamed).collect::<Result<Vec<_>, _>>();
+    c.expect = all(&t.expect)?;
+    c.forbid = all(&t.forbid)?;
+    c.dom0_expect = all(&t.dom0_expect)?;
+    for r in c.xenstore.values_mut() {
+        *r = renamed(r)?;
+    }
+    Ok(c)
+}
+
+/// Adds to every machine's tests the memory copies of each probed scenario of a `rust` or
+/// `c` recipe (one per ladder size below its own `memory`), so they run in that machine's
+/// normal batches.
+fn add_memory_probe(ws: &Workspace, plan: &mut boot::Plan) -> Result<Vec<Probe>> {
+    let mut probes = Vec::new();
+    for (spec, tests) in plan.iter_mut() {
+        let mut copies = Vec::new();
+        for t in tests.iter() {
+            let example = ws
+                .recipes
+                .iter()
+                .any(|r| r.name == t.recipe && matches!(r.kind, Kind::Rust | Kind::C));
+            if !example || !probed(t) {
+                continue;
+            }
+            let mut p = Probe {
+                recipe: t.recipe.clone(),
+                scenario: t.name.clone(),
+                variant: t.variant.as_str().into(),
+                machine: spec.name.clone(),
+                memory: t.memory,
+                copies: Vec::new(),
+            };
+            for &mib in MEMORY_LADDER.iter().filter(|&&m| m < t.memory) {
+                let c = memory_copy(t, mib)?;
+                p.copies.push((mib, boot::scenario_id(&c)));
+                copies.push(c);
+            }
+            probes.push(p);
+        }
+        tests.extend(copies);
+    }
+    Ok(probes)
+}
+
+/// Each probe's sizes that passed, from the copies' outcomes.
+fn memory_figures(probes: &[Probe], copies: &[boot::Outcome]) -> Vec<MemoryFigure> {
+    probes
+        .iter()
+        .map(|p| {
+            let passed: Vec<u32> = p
+                .copies
+                .iter()
+                .filter(|(_, id)| {
+                    copies
+                        .iter()
+                        .any(|o| o.id == *id && o.machine == p.machine && o.passed)
+                })
+                .map(|(mib, _)| *mib)
+                .collect();
+            MemoryFigure {
+                recipe: p.recipe.clone(),
+                scenario: p.scenario.clone(),
+                variant: p.variant.clone(),
+                machine: p.machine.clone(),
+                memory_mib: p.memory,
+                ladder_mib: p.copies.iter().map(|(mib, _)| *mib).collect(),
+                smallest_memory_mib: passed.iter().min().copied(),
+                passed_mib: passed,
+            }
+        })
+        .collect()
 }
 
 /// Each environment assembled afresh into a scratch folder, from the cached packages.
@@ -374,7 +530,123 @@ fn print_table(r: &Report) {
             );
         }
     }
+    if !r.smallest_memory.is_empty() {
+        println!(
+            "\n{:<36} {:<11} {:<15} {:>7} {:>12}  tried (* passed)",
+            "smallest memory", "variant", "machine", "own MiB", "smallest MiB"
+        );
+        for m in &r.smallest_memory {
+            let tried: Vec<String> = m
+                .ladder_mib
+                .iter()
+                .map(|mib| {
+                    let mark = if m.passed_mib.contains(mib) { "*" } else { "" };
+                    format!("{mib}{mark}")
+                })
+                .collect();
+            println!(
+                "{:<36} {:<11} {:<15} {:>7} {:>12}  {}",
+                format!("{}/{}", m.recipe, m.scenario),
+                m.variant,
+                m.machine,
+                m.memory_mib,
+                m.smallest_memory_mib
+                    .map_or("-".to_string(), |v| v.to_string()),
+                if tried.is_empty() {
+                    "-".to_string()
+                } else {
+                    tried.join(" ")
+                }
+            );
+        }
+    }
     if let Some(secs) = r.boot_run_secs {
-        println!("\nboot-test run, every machine: {secs:.1} s");
+        let probe = if r.memory_probe_copies > 0 {
+            format!(" (with {} memory-probe copies)", r.memory_probe_copies)
+        } else {
+            String::new()
+        };
+        println!("\nboot-test run, every selected machine: {secs:.1} s{probe}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(extra: &str) -> BootTest {
+        let src = format!(
+            r#"
+[[boot-test]]
+name = "domu-aarch64"
+variant = "aarch64"
+kernel = "artifact"
+memory = 16
+expect = ['^Hello$', '^domid [1-9][0-9]*, name rust-stubdom-domu-aarch64$']
+timeout = 90
+{extra}
+"#
+        );
+        let mut tests =
+            recipe::parse_scenarios(std::path::Path::new("t.toml"), &src, "rust-stubdom").unwrap();
+        tests.remove(0)
+    }
+
+    #[test]
+    fn a_memory_copy_has_its_own_name_memory_and_timeout() {
+        let t = scenario(r#"xenstore = { "data/name" = "^rust-stubdom-domu-aarch64$" }"#);
+        let c = memory_copy(&t, 4).unwrap();
+        assert_eq!(c.name, "domu-aarch64-mem4");
+        assert_eq!(c.memory, 4);
+        assert_eq!(c.timeout, PROBE_TIMEOUT_SECS);
+        assert_eq!(boot::scenario_id(&c), "rust-stubdom/domu-aarch64-mem4");
+        assert!(c.expect[0].is_match("Hello"));
+        assert!(c.expect[1].is_match("domid 3, name rust-stubdom-domu-aarch64-mem4"));
+        assert!(!c.expect[1].is_match("domid 3, name rust-stubdom-domu-aarch64"));
+        assert!(c.xenstore["data/name"].is_match("rust-stubdom-domu-aarch64-mem4"));
+        // The original is untouched.
+        assert!(t.expect[1].is_match("domid 3, name rust-stubdom-domu-aarch64"));
+        assert_eq!(t.memory, 16);
+    }
+
+    #[test]
+    fn only_xl_domus_meant_to_pass_are_probed() {
+        assert!(probed(&scenario("")));
+        assert!(!probed(&scenario("mode = \"dom0less\"")));
+        assert!(!probed(&scenario("must-fail = \"x\"")));
+    }
+
+    #[test]
+    fn the_figure_is_the_smallest_size_that_passed() {
+        let probe = |copies: &[u32]| Probe {
+            recipe: "r".into(),
+            scenario: "s".into(),
+            variant: "aarch64".into(),
+            machine: "m".into(),
+            memory: 16,
+            copies: copies.iter().map(|m| (*m, format!("r/s-mem{m}"))).collect(),
+        };
+        let outcome = |id: &str, machine: &str, passed: bool| boot::Outcome {
+            id: id.into(),
+            variant: crate::variant::Variant::Aarch64,
+            machine: machine.into(),
+            passed,
+            secs_to_last_line: None,
+            dom0_ready_secs: None,
+            log: "x.log".into(),
+            failure: None,
+        };
+        let outcomes = [
+            outcome("r/s-mem1", "m", false),
+            outcome("r/s-mem2", "m", false),
+            outcome("r/s-mem2", "other", true),
+            outcome("r/s-mem4", "m", true),
+            outcome("r/s-mem8", "m", true),
+        ];
+        let f = memory_figures(&[probe(&[1, 2, 4, 8]), probe(&[1])], &outcomes);
+        assert_eq!(f[0].ladder_mib, [1, 2, 4, 8]);
+        assert_eq!(f[0].passed_mib, [4, 8]);
+        assert_eq!(f[0].smallest_memory_mib, Some(4));
+        assert_eq!(f[1].smallest_memory_mib, None);
     }
 }

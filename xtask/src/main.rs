@@ -111,7 +111,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "rust")]
         lang: new_stubdom::Lang,
     },
-    /// Measure cold and warm build times, image sizes and boot-test times (also as JSON).
+    /// Measure cold and warm build times, image sizes, boot-test times and the smallest memory
+    /// the runtime examples boot in (also as JSON).
     Bench {
         /// Recipes to measure (default: all).
         names: Vec<String>,

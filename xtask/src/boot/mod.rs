@@ -91,17 +91,65 @@ impl Scenario {
         format!("{}.{}", self.test.recipe, self.test.name)
     }
     fn domain_name(&self) -> String {
-        format!("{}-{}", self.test.recipe, self.test.name)
+        domain_name(&self.test)
     }
 }
 
+/// A scenario's id in outcomes and reports: `recipe/test`.
+pub fn scenario_id(t: &BootTest) -> String {
+    format!("{}/{}", t.recipe, t.name)
+}
+
+/// The name an xl scenario's guest gets (`recipe-test`), as its expected lines see it.
+pub fn domain_name(t: &BootTest) -> String {
+    format!("{}-{}", t.recipe, t.name)
+}
+
+/// The boot tests to run, per selected machine.
+pub type Plan = Vec<(machines::Spec, Vec<BootTest>)>;
+
+/// `cargo xtask boot-test`: every selected scenario; fails if any of them failed.
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcome>> {
+    let plan = plan(ws, names, flags)?;
+    let outcomes = run_tests(ws, plan, flags)?;
+    all_passed(&outcomes)?;
+    Ok(outcomes)
+}
+
+/// The selected recipes' boot tests (see `collect`) on the machines `flags` selects.
+pub fn plan(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Plan> {
     let all = machines::load_all(ws)?;
     let specs = machines::select(all.clone(), flags.machine.as_deref())?;
     let plan = collect(ws, names, flags.variant, &all, &specs)?;
     if plan.iter().all(|(_, tests)| tests.is_empty()) {
         bail!("no boot test matches");
     }
+    Ok(plan)
+}
+
+/// Fails naming every failed outcome; else says how many passed.
+pub fn all_passed(outcomes: &[Outcome]) -> Result<()> {
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed).collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} boot test(s) failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed
+                .iter()
+                .map(|o| format!("{} on {}", o.id, o.machine))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("{} boot test(s) passed", outcomes.len());
+    Ok(())
+}
+
+/// Builds what the plan's tests need, runs them (per machine: each dom0/dom0less scenario
+/// alone, the xl scenarios in [`batches`]) and returns every outcome, passed or failed
+/// (also written to `target/boot/results.json`). Errors only when a test cannot run at all.
+pub fn run_tests(ws: &Workspace, plan: Plan, flags: &Flags) -> Result<Vec<Outcome>> {
     let mut needed: Vec<String> = Vec::new();
     for t in plan.iter().flat_map(|(_, tests)| tests) {
         let mut refs = artifact_refs(t);
@@ -162,20 +210,6 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
     }
     let text = serde_json::to_string_pretty(&outcomes)? + "\n";
     fsx::write_atomic(&boot_dir.join("results.json"), text.as_bytes())?;
-    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed).collect();
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} boot test(s) failed: {}",
-            failed.len(),
-            outcomes.len(),
-            failed
-                .iter()
-                .map(|o| format!("{} on {}", o.id, o.machine))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    println!("{} boot test(s) passed", outcomes.len());
     Ok(outcomes)
 }
 
@@ -241,7 +275,7 @@ fn resolve(
     test: BootTest,
     work: &Path,
 ) -> Result<Scenario> {
-    let id = format!("{}/{}", test.recipe, test.name);
+    let id = scenario_id(&test);
     let kernel = default_kernel(&test)
         .map(|k| source(ws, cache, m, &test, k))
         .transpose()?;
