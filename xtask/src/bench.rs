@@ -119,6 +119,11 @@ struct BootFigure {
     secs_to_last_line: Option<f64>,
     /// QEMU start to dom0 ready, for the dom0 boot that ran the scenario.
     dom0_ready_secs: Option<f64>,
+    /// EFI scenarios: the ESP's build time, and firmware start to each domain's last line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    esp_build_secs: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    domain_secs: BTreeMap<String, f64>,
 }
 
 pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
@@ -183,6 +188,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
                 machine: o.machine,
                 secs_to_last_line: o.secs_to_last_line,
                 dom0_ready_secs: o.dom0_ready_secs,
+                esp_build_secs: o.esp_build_secs,
+                domain_secs: o.domain_secs.clone(),
             })
             .collect();
     }
@@ -371,6 +378,31 @@ fn print_table(r: &Report) {
                 b.machine,
                 fmt(b.secs_to_last_line),
                 fmt(b.dom0_ready_secs)
+            );
+        }
+    }
+    let efi: Vec<&BootFigure> = r
+        .boot
+        .iter()
+        .filter(|b| b.esp_build_secs.is_some())
+        .collect();
+    if !efi.is_empty() {
+        println!(
+            "\n{:<36} {:<15} {:>12}  firmware start to each domain's last line",
+            "EFI boot test", "machine", "ESP build s"
+        );
+        for b in efi {
+            let domains: Vec<String> = b
+                .domain_secs
+                .iter()
+                .map(|(d, s)| format!("{d} {s:.1} s"))
+                .collect();
+            println!(
+                "{:<36} {:<15} {:>12.2}  {}",
+                b.scenario,
+                b.machine,
+                b.esp_build_secs.unwrap_or(0.0),
+                domains.join(", ")
             );
         }
     }

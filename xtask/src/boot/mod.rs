@@ -389,10 +389,13 @@ fn no_comma(tools: &tools::Tools, p: &Path) -> Result<String> {
 /// Boots the image without a dom0 userland: as dom0 itself (x86), or as a domain Xen
 /// starts from the device tree (dom0less, aarch64). A second of boot.
 fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
-    let cmd = match s.test.mode {
-        BootMode::Dom0less => dom0less_command(m, dir, s)?,
-        BootMode::Efi => crate::esp::scenario_command(m, dir, s)?,
-        _ => dom0_command(m, s)?,
+    let (cmd, esp_build_secs) = match s.test.mode {
+        BootMode::Dom0less => (dom0less_command(m, dir, s)?, None),
+        BootMode::Efi => {
+            let (cmd, secs) = crate::esp::scenario_command(m, dir, s)?;
+            (cmd, Some(secs))
+        }
+        _ => (dom0_command(m, s)?, None),
     };
     let log = dir.join(format!("{}.{}.log", m.spec.name, s.dir_name()));
     let mut q = Qemu::start(cmd, &log)?;
@@ -423,7 +426,12 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
         }
     }
     q.kill();
-    Ok(finish(s, &c, None, &tail, &log, ended, None))
+    let mut outcome = finish(s, &c, None, &tail, &log, ended, None);
+    if esp_build_secs.is_some() {
+        outcome.esp_build_secs = esp_build_secs;
+        outcome.domain_secs = report::domain_secs(&c);
+    }
+    Ok(outcome)
 }
 
 /// Xen with the image as its dom0 kernel.

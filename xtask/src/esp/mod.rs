@@ -78,7 +78,7 @@ pub fn run(ws: &Workspace, args: &Args) -> Result<()> {
     )?;
     let epoch = crate::builders::source_date_epoch()?;
     let m = crate::boot::machine::get(ws, &cache, &spec, epoch, args.offline)?;
-    let work = ws.target.join("esp").join(
+    let work = ws.target.join("esp").join("work").join(
         args.out
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -128,15 +128,28 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The ESP for configuration `config_path` on machine `m`; `work` (in the target folder,
-/// where the boot tools can see it) holds the board's tree and the edited one.
-pub fn build(
-    m: &Machine,
-    config_path: &Path,
-    board_dtb: Option<&Path>,
-    work: &Path,
-    epoch: u64,
-) -> Result<Esp> {
+/// What a configuration puts on the ESP before its device tree: the files by ESP path,
+/// Xen's configuration, the guests and the board's tree it names (file, where named).
+struct Plan {
+    files: BTreeMap<String, Vec<u8>>,
+    xen_cfg: String,
+    guests: Vec<GuestPlan>,
+    board: Option<(PathBuf, String)>,
+}
+
+/// A guest's node: its properties (the defaults it does not override, then its own) and
+/// its files by their ESP names.
+struct GuestPlan {
+    number: u32,
+    properties: Vec<(String, String)>,
+    kernel: String,
+    cmdline: String,
+    ramdisk: Option<String>,
+    dtb: Option<String>,
+}
+
+/// Reads the configuration and every file it names (each kernel checked).
+fn plan(config_path: &Path, board_dtb: Option<&Path>) -> Result<Plan> {
     let cfg = config::load(config_path)?;
     let section = cfg.boot_section()?;
     let base = config_path.parent().unwrap_or(Path::new("."));
@@ -202,19 +215,12 @@ pub fn build(
     }
     xen_cfg += &format!("dtb={DTB_NAME}\n");
 
-    let mut nodes = Vec::new();
-    let mut names: Vec<(String, Option<String>, Option<String>, String)> = Vec::new();
-    for g in section.guests.values() {
+    let mut guests = Vec::new();
+    for (number, g) in &section.guests {
         let (k, cmdline) = g
             .kernel
             .as_ref()
             .expect("config checks every guest has a kernel");
-        let kernel = add(k, true)?;
-        let ramdisk = g.ramdisk.as_ref().map(|f| add(f, false)).transpose()?;
-        let dtb = g.dtb.as_ref().map(|f| add(f, false)).transpose()?;
-        names.push((kernel, ramdisk, dtb, cmdline.clone()));
-    }
-    for ((number, g), (kernel, ramdisk, dtb, cmdline)) in section.guests.iter().zip(&names) {
         // The defaults first, each left out where the configuration gives its own.
         let mut properties: Vec<(String, String)> =
             DomainNode::default_properties(GUEST_MEMORY_MIB, 1)
@@ -222,36 +228,16 @@ pub fn build(
                 .filter(|(n, _)| !g.properties.iter().any(|(p, _)| p == n))
                 .collect();
         properties.extend(g.properties.iter().cloned());
-        let mut modules = vec![Module {
-            kind: "kernel",
-            at: ModuleAt::UefiBinary(kernel),
-            bootargs: Some(cmdline.as_str()).filter(|c| !c.is_empty()),
-        }];
-        if let Some(r) = ramdisk {
-            modules.push(Module {
-                kind: "ramdisk",
-                at: ModuleAt::UefiBinary(r),
-                bootargs: None,
-            });
-        }
-        if let Some(d) = dtb {
-            modules.push(Module {
-                kind: "device-tree",
-                at: ModuleAt::UefiBinary(d),
-                bootargs: None,
-            });
-        }
-        nodes.push(DomainNode {
-            name: format!("domU{number}"),
+        guests.push(GuestPlan {
+            number: *number,
             properties,
-            modules,
+            kernel: add(k, true)?,
+            cmdline: cmdline.clone(),
+            ramdisk: g.ramdisk.as_ref().map(|f| add(f, false)).transpose()?,
+            dtb: g.dtb.as_ref().map(|f| add(f, false)).transpose()?,
         });
     }
-
-    // The board's tree: the section's dtb=, else --dtb, else QEMU's own.
-    fs_err::create_dir_all(work)?;
-    let board = work.join("board.dtb");
-    let dts = match section
+    let board = section
         .dtb
         .as_ref()
         .map(|f| {
@@ -260,8 +246,62 @@ pub fn build(
                 format!("{}:{}", config_path.display(), f.line),
             )
         })
-        .or_else(|| board_dtb.map(|p| (p.to_path_buf(), "--dtb".to_string())))
-    {
+        .or_else(|| board_dtb.map(|p| (p.to_path_buf(), "--dtb".to_string())));
+    Ok(Plan {
+        files,
+        xen_cfg,
+        guests,
+        board,
+    })
+}
+
+/// The ESP for configuration `config_path` on machine `m`; `work` (in the target folder,
+/// where the boot tools can see it) holds the board's tree and the edited one.
+pub fn build(
+    m: &Machine,
+    config_path: &Path,
+    board_dtb: Option<&Path>,
+    work: &Path,
+    epoch: u64,
+) -> Result<Esp> {
+    let Plan {
+        mut files,
+        xen_cfg,
+        guests,
+        board: board_source,
+    } = plan(config_path, board_dtb)?;
+    let mut nodes = Vec::new();
+    for g in &guests {
+        let mut modules = vec![Module {
+            kind: "kernel",
+            at: ModuleAt::UefiBinary(&g.kernel),
+            bootargs: Some(g.cmdline.as_str()).filter(|c| !c.is_empty()),
+        }];
+        if let Some(r) = &g.ramdisk {
+            modules.push(Module {
+                kind: "ramdisk",
+                at: ModuleAt::UefiBinary(r),
+                bootargs: None,
+            });
+        }
+        if let Some(d) = &g.dtb {
+            modules.push(Module {
+                kind: "device-tree",
+                at: ModuleAt::UefiBinary(d),
+                bootargs: None,
+            });
+        }
+        nodes.push(DomainNode {
+            name: format!("domU{}", g.number),
+            properties: g.properties.clone(),
+            modules,
+        });
+    }
+
+    // The board's tree: the section's dtb=, else --dtb, else QEMU's own.
+    fs_err::create_dir_all(work)?;
+    let board = work.join("board.dtb");
+    let dts = match board_source {
         Some((host, at)) => {
             let bytes = std::fs::read(&host)
                 .map_err(|e| anyhow::anyhow!("{at}: cannot read the board's device tree: {e}"))?;
@@ -332,13 +372,13 @@ const FIRMWARE: &str = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
 
 /// A boot test with `mode = "efi"`: its configuration and files staged in `dir` under the
 /// names the configuration uses, the ESP built twice (the two must be the same bytes), then
-/// QEMU booting it through edk2. With ACPI on, Xen prints nothing after reading its
+/// QEMU booting it through edk2; also the seconds the first build took. With ACPI on, Xen prints nothing after reading its
 /// configuration; `splash-time=0` saves edk2's five-second wait.
 pub fn scenario_command(
     m: &Machine,
     dir: &Path,
     s: &crate::boot::Scenario,
-) -> Result<std::process::Command> {
+) -> Result<(std::process::Command, f64)> {
     let (cfg, files) = s
         .esp
         .as_ref()
@@ -387,5 +427,116 @@ pub fn scenario_command(
             "-drive",
             &format!("if=virtio,format=raw,readonly=on,file={inside}"),
         ]);
-    Ok(cmd)
+    Ok((cmd, build_secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal arm64 Image: the header with its magic and a size covering the file.
+    fn image() -> Vec<u8> {
+        let mut i = vec![0u8; 4096];
+        i[16..24].copy_from_slice(&4096u64.to_le_bytes());
+        i[56..60].copy_from_slice(b"ARM\x64");
+        i
+    }
+
+    fn plan_in(cfg: &str, files: &[(&str, Vec<u8>)]) -> Result<Plan> {
+        let dir = std::env::temp_dir().join(format!(
+            "stubdoms-esp-test-{}-{}",
+            std::process::id(),
+            hex(&Sha256::digest(cfg))
+        ));
+        fs_err::create_dir_all(&dir)?;
+        for (name, bytes) in files {
+            fs_err::write(dir.join(name), bytes)?;
+        }
+        fs_err::write(dir.join("esp.cfg"), cfg)?;
+        let out = plan(&dir.join("esp.cfg"), None);
+        fs_err::remove_dir_all(&dir)?;
+        out.map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace(&*dir.to_string_lossy(), "DIR"))
+        })
+    }
+
+    #[test]
+    fn the_files_land_beside_xen_and_the_guests_get_defaults() {
+        let p = plan_in(
+            "options=noreboot\nkernel=dom0 console=hvc0\nramdisk=dom0.cpio\n\
+             domu1_kernel=k.gz console=ttyAMA0\ndomu1_property=cpus=2\n",
+            &[
+                ("dom0", image()),
+                ("dom0.cpio", b"cpio".to_vec()),
+                ("k.gz", {
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                    std::io::Write::write_all(&mut gz, &image()).unwrap();
+                    gz.finish().unwrap()
+                }),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            p.files.keys().collect::<Vec<_>>(),
+            ["EFI/BOOT/dom0", "EFI/BOOT/dom0.cpio", "EFI/BOOT/k.gz"]
+        );
+        assert_eq!(
+            p.xen_cfg,
+            "# Written by cargo xtask esp.\n[global]\ndefault=xen\n\n[xen]\noptions=noreboot\n\
+             kernel=dom0 console=hvc0\nramdisk=dom0.cpio\ndtb=devicetree.dtb\n"
+        );
+        let g = &p.guests[0];
+        assert_eq!(
+            (g.kernel.as_str(), g.cmdline.as_str()),
+            ("k.gz", "console=ttyAMA0")
+        );
+        let names: Vec<&str> = g.properties.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "compatible",
+                "#address-cells",
+                "#size-cells",
+                "memory",
+                "vpl011",
+                "cpus"
+            ]
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_line_and_what_to_do() {
+        type Files<'a> = &'a [(&'a str, Vec<u8>)];
+        let cases: &[(&str, Files, &str)] = &[
+            (
+                "domu1_kernel=missing.bin\n",
+                &[],
+                "DIR/esp.cfg:1: cannot read missing.bin (No such file",
+            ),
+            (
+                "domu1_kernel=k\ndomu1_ramdisk=r\n",
+                &[("k", image())],
+                "DIR/esp.cfg:2: cannot read r",
+            ),
+            (
+                "\ndomu3_kernel=elf\n",
+                &[("elf", b"\x7fELF".to_vec())],
+                "DIR/esp.cfg:2: elf is not an arm64 Image: give the kernel's Image",
+            ),
+            (
+                "kernel=vmlinux\n",
+                &[("vmlinux", vec![0; 4096])],
+                "DIR/esp.cfg:1: vmlinux is not an arm64 Image",
+            ),
+            (
+                "domu1_kernel=BOOTAA64.EFI\n",
+                &[("BOOTAA64.EFI", image())],
+                "DIR/esp.cfg:1: the file name BOOTAA64.EFI is taken by the ESP itself",
+            ),
+        ];
+        for (cfg, files, want) in cases {
+            let got = format!("{:#}", plan_in(cfg, files).map(|_| ()).unwrap_err());
+            assert!(got.starts_with(want), "{cfg:?}: got {got:?}, want {want:?}");
+        }
+    }
 }
