@@ -611,7 +611,7 @@ fn validate_tests(
                 "{}: boot-test `{test_name}`: mode = \"efi\" needs `esp`, the ESP configuration",
                 loc.at(t.name.span())
             ),
-            (Some(e), false) if t.mode != BootMode::Efi => bail!(
+            (Some(e), false) => bail!(
                 "{}: boot-test `{test_name}`: `esp` is for mode = \"efi\"",
                 loc.at(e.span())
             ),
@@ -889,6 +889,26 @@ timeout = 30
                 "timeout = 30",
                 "timeout = 30\ndisks = [{ vdev = \"xvda\", fs-uuid = \"5d0c2f6e-8a3b\" }]",
                 "stubdoms/demo/stubdom.toml:16:37: `5d0c2f6e-8a3b` is not a UUID",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nmode = \"efi\"",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: mode = \"efi\" needs `esp`",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nesp = \"efi/x.cfg\"",
+                "stubdoms/demo/stubdom.toml:16:7: boot-test `greets`: `esp` is for mode = \"efi\"",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nesp-files = { \"k\" = \"artifact\" }",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: `esp-files` is for mode = \"efi\"",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nmode = \"efi\"\nesp = \"efi/x.cfg\"",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: mode = \"dom0less\" and \"efi\" are for aarch64",
             ),
         ];
         for (from, to, want) in cases {
