@@ -283,13 +283,18 @@ fn property(at: &str, text: &str) -> anyhow::Result<(String, String)> {
     if name.is_empty() {
         anyhow::bail!("{at}: the property has no name: {usage}");
     }
+    if let Some(bare) = name.strip_prefix('#') {
+        anyhow::bail!(
+            "{at}: write `{bare}` without its `#` (it is added back; a line starting with `#` \
+             is a comment): domu<N>_property={bare}=..."
+        );
+    }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || ",._+?-".contains(*c)))
     {
         anyhow::bail!(
-            "{at}: property name `{name}` has `{bad}`, which device trees do not allow \
-             (write `address-cells` without its `#`): {usage}"
+            "{at}: property name `{name}` has `{bad}`, which device trees do not allow: {usage}"
         );
     }
     if name.len() > 31 {
@@ -441,8 +446,12 @@ mod tests {
                 "esp.cfg:2: the property has no name",
             ),
             (
-                "domu1_kernel=a\ndomu1_property=#cells=2\n",
-                "esp.cfg:2: property name `#cells` has `#`",
+                "domu1_kernel=a\ndomu1_property=#size-cells=2\n",
+                "esp.cfg:2: write `size-cells` without its `#`",
+            ),
+            (
+                "domu1_kernel=a\ndomu1_property=cpu s=2\n",
+                "esp.cfg:2: property name `cpu s` has ` `",
             ),
             (
                 "domu1_kernel=a\ndomu1_property=reg=<0x1 0x2\n",

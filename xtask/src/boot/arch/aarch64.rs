@@ -257,4 +257,37 @@ mod tests {
         assert_eq!(dom0less_console("(XEN) DOM1: hello: x"), Some("hello: x"));
         assert_eq!(dom0less_console("(XEN) Xen version"), None);
     }
+
+    #[test]
+    fn efi_modules_name_their_files() {
+        let dts = "/ {\n\tchosen {\n\t};\n};\n";
+        let node = DomainNode {
+            name: "domU2".into(),
+            properties: vec![
+                ("vpl011".into(), String::new()),
+                ("cpus".into(), "<2>".into()),
+            ],
+            modules: vec![
+                Module {
+                    kind: "kernel",
+                    at: ModuleAt::UefiBinary("Image"),
+                    bootargs: Some("console=ttyAMA0 x=\"y\""),
+                },
+                Module {
+                    kind: "device-tree",
+                    at: ModuleAt::UefiBinary("pass.dtb"),
+                    bootargs: None,
+                },
+            ],
+        };
+        let out = with_chosen_nodes(dts, &["xen,uefi-cfg-load"], &[node]).unwrap();
+        assert_eq!(
+            out,
+            "/ {\n\tchosen {\n\t\txen,uefi-cfg-load;\n\t\tdomU2 {\n\t\t\tvpl011;\n\t\t\tcpus = <2>;\n\
+             \t\t\tmodule-kernel {\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\
+             \t\t\t\txen,uefi-binary = \"Image\";\n\t\t\t\tbootargs = \"console=ttyAMA0 x=\\\"y\\\"\";\n\t\t\t};\n\
+             \t\t\tmodule-device-tree {\n\t\t\t\tcompatible = \"multiboot,device-tree\", \"multiboot,module\";\n\
+             \t\t\t\txen,uefi-binary = \"pass.dtb\";\n\t\t\t};\n\t\t};\n\t};\n};\n"
+        );
+    }
 }
