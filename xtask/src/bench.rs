@@ -136,6 +136,11 @@ struct BootFigure {
     secs_to_last_line: Option<f64>,
     /// QEMU start to dom0 ready, for the dom0 boot that ran the scenario.
     dom0_ready_secs: Option<f64>,
+    /// EFI scenarios: the ESP's build time, and firmware start to each domain's last line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    esp_build_secs: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    domain_secs: BTreeMap<String, f64>,
 }
 
 /// The smallest memory an example's xl domU scenario boots in on one machine: copies of the
@@ -245,6 +250,8 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
                 machine: o.machine,
                 secs_to_last_line: o.secs_to_last_line,
                 dom0_ready_secs: o.dom0_ready_secs,
+                esp_build_secs: o.esp_build_secs,
+                domain_secs: o.domain_secs.clone(),
             })
             .collect();
     }
@@ -560,6 +567,31 @@ fn print_table(r: &Report) {
             );
         }
     }
+    let efi: Vec<&BootFigure> = r
+        .boot
+        .iter()
+        .filter(|b| b.esp_build_secs.is_some())
+        .collect();
+    if !efi.is_empty() {
+        println!(
+            "\n{:<36} {:<15} {:>12}  firmware start to each domain's last line",
+            "EFI boot test", "machine", "ESP build s"
+        );
+        for b in efi {
+            let domains: Vec<String> = b
+                .domain_secs
+                .iter()
+                .map(|(d, s)| format!("{d} {s:.1} s"))
+                .collect();
+            println!(
+                "{:<36} {:<15} {:>12.2}  {}",
+                b.scenario,
+                b.machine,
+                b.esp_build_secs.unwrap_or(0.0),
+                domains.join(", ")
+            );
+        }
+    }
     if let Some(secs) = r.boot_run_secs {
         let probe = if r.memory_probe_copies > 0 {
             format!(" (with {} memory-probe copies)", r.memory_probe_copies)
@@ -635,6 +667,8 @@ timeout = 90
             dom0_ready_secs: None,
             log: "x.log".into(),
             failure: None,
+            esp_build_secs: None,
+            domain_secs: Default::default(),
         };
         let outcomes = [
             outcome("r/s-mem1", "m", false),

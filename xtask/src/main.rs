@@ -11,6 +11,7 @@ mod debsrc;
 mod dist;
 mod doctor;
 mod elfdeps;
+mod esp;
 mod fetch;
 mod fsx;
 mod key;
@@ -80,6 +81,9 @@ enum Command {
         #[arg(long)]
         fresh: bool,
     },
+    /// Write an EFI system partition image that Xen boots as a dom0less system, from a
+    /// configuration with domu<N>_* lines.
+    Esp(esp::Args),
     /// Build twice in different places and conditions and compare every artifact.
     Repro {
         /// Recipes to check (default: all).
@@ -184,6 +188,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Env(args) => buildenv::run(&ws, &args),
         Command::Machine { name, out, fresh } => boot::machine::run(&ws, &name, &out, fresh),
+        Command::Esp(args) => esp::run(&ws, &args),
         Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
         Command::BootTest { names, flags } => boot::run(&ws, &names, &flags).map(|_| ()),
         Command::Lint => {

@@ -117,6 +117,12 @@ struct RawBootTest {
     #[serde(default)]
     dom0_expect: Vec<Spanned<String>>,
     timeout: u64,
+    /// mode = "efi": the ESP configuration (a file beside the scenarios), and the files it
+    /// names, each from a source as for disk files (`"Image-domu1.bin" = "artifact"`).
+    #[serde(default)]
+    esp: Option<Spanned<String>>,
+    #[serde(default)]
+    esp_files: BTreeMap<String, String>,
     /// For the harness's own tests: the scenario must fail, with a diagnosis matching this.
     #[serde(default)]
     must_fail: Option<Spanned<String>>,
@@ -182,6 +188,9 @@ pub enum BootMode {
     Dom0,
     /// The image started by Xen itself at boot from device-tree nodes, with no dom0 (Arm).
     Dom0less,
+    /// An EFI system partition made by `cargo xtask esp` from the scenario's `esp`
+    /// configuration, booted by the pinned edk2 firmware (Arm).
+    Efi,
 }
 
 /// A disk image made for a scenario without root: optional partition table, a file system,
@@ -321,6 +330,9 @@ pub struct BootTest {
     /// each with that release's image); empty: on every release.
     pub xen_releases: Vec<String>,
     pub installed: Option<DistInstall>,
+    /// mode = "efi": the ESP configuration and the files it names.
+    pub esp: Option<String>,
+    pub esp_files: BTreeMap<String, String>,
 }
 
 impl Recipe {
@@ -578,6 +590,7 @@ fn validate_tests(
             BootMode::Domu => None,
             BootMode::Dom0 => Some("dom0"),
             BootMode::Dom0less => Some("dom0less"),
+            BootMode::Efi => Some("efi"),
         };
         if let Some(mode) = mode {
             if t.dom0_check.is_some()
@@ -593,10 +606,28 @@ fn validate_tests(
                 );
             }
         }
-        let dom0less_arch = t.mode == BootMode::Dom0less && variant != Variant::Aarch64;
+        match (&t.esp, t.mode == BootMode::Efi) {
+            (None, true) => bail!(
+                "{}: boot-test `{test_name}`: mode = \"efi\" needs `esp`, the ESP configuration",
+                loc.at(t.name.span())
+            ),
+            (Some(e), false) => bail!(
+                "{}: boot-test `{test_name}`: `esp` is for mode = \"efi\"",
+                loc.at(e.span())
+            ),
+            _ => {}
+        }
+        if !t.esp_files.is_empty() && t.mode != BootMode::Efi {
+            bail!(
+                "{}: boot-test `{test_name}`: `esp-files` is for mode = \"efi\"",
+                loc.at(t.name.span())
+            );
+        }
+        let dom0less_arch =
+            matches!(t.mode, BootMode::Dom0less | BootMode::Efi) && variant != Variant::Aarch64;
         if dom0less_arch || (t.mode == BootMode::Dom0 && variant == Variant::Aarch64) {
             bail!(
-                "{}: boot-test `{test_name}`: mode = \"dom0less\" is for aarch64 and mode = \"dom0\" for x86 (variant {variant})",
+                "{}: boot-test `{test_name}`: mode = \"dom0less\" and \"efi\" are for aarch64 and mode = \"dom0\" for x86 (variant {variant})",
                 loc.at(t.name.span())
             );
         }
@@ -626,6 +657,8 @@ fn validate_tests(
             must_fail: t.must_fail.as_ref().map(re).transpose()?,
             xen_releases: releases,
             installed: t.installed,
+            esp: t.esp.map(Spanned::into_inner),
+            esp_files: t.esp_files,
         });
     }
 
@@ -645,7 +678,7 @@ pub fn parse_scenarios(path: &Path, src: &str, owner: &str) -> Result<Vec<BootTe
     let raw: RawScenarios = from_toml(path, src)?;
     let loc = Locator { path, src };
     for t in &raw.boot_tests {
-        if t.kernel.is_none() {
+        if t.kernel.is_none() && t.mode != BootMode::Efi {
             bail!(
                 "{}: boot-test `{}` needs a `kernel`",
                 loc.at(t.name.span()),
@@ -856,6 +889,26 @@ timeout = 30
                 "timeout = 30",
                 "timeout = 30\ndisks = [{ vdev = \"xvda\", fs-uuid = \"5d0c2f6e-8a3b\" }]",
                 "stubdoms/demo/stubdom.toml:16:37: `5d0c2f6e-8a3b` is not a UUID",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nmode = \"efi\"",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: mode = \"efi\" needs `esp`",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nesp = \"efi/x.cfg\"",
+                "stubdoms/demo/stubdom.toml:16:7: boot-test `greets`: `esp` is for mode = \"efi\"",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nesp-files = { \"k\" = \"artifact\" }",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: `esp-files` is for mode = \"efi\"",
+            ),
+            (
+                "timeout = 30",
+                "timeout = 30\nmode = \"efi\"\nesp = \"efi/x.cfg\"",
+                "stubdoms/demo/stubdom.toml:12:8: boot-test `greets`: mode = \"dom0less\" and \"efi\" are for aarch64",
             ),
         ];
         for (from, to, want) in cases {

@@ -141,6 +141,12 @@ pub fn run(ws: &Workspace, names: &[String]) -> Result<usize> {
             files.insert(format!("machine {m}/{f}"), (a.join(&rel), b.join(&rel)));
         }
     }
+    if esp_wanted(&selected, &machine_names) {
+        for f in ["ESP.img", "ESP.img.manifest.json"] {
+            let rel = Path::new("esp").join(f);
+            files.insert(format!("esp {f}"), (a.join(&rel), b.join(&rel)));
+        }
+    }
     let mut differ = 0;
     for (name, (x, y)) in &files {
         let (ax, bx) = (read(x)?, read(y)?);
@@ -206,6 +212,13 @@ fn build_in(
             "--fresh".into(),
         ]);
     }
+    if esp_wanted(selected, machine_names) {
+        steps.push(
+            ["esp", ESP_CONFIG, "--out", "target/esp/ESP.img"]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
     for args in steps {
         let mut cmd = Command::new(me);
         cmd.args(&args)
@@ -244,6 +257,15 @@ fn build_in(
         }
     }
     Ok(target)
+}
+
+/// The EFI system partition of the aarch64 self-test's shape (`cargo xtask esp`), built
+/// from the Rust example's image and the machine's guest kernel, as both builds made them.
+const ESP_CONFIG: &str = "ci/aarch64/efi/repro.cfg";
+
+fn esp_wanted(selected: &[String], machine_names: &[String]) -> bool {
+    selected.iter().any(|n| n == "rust-stubdom")
+        && machine_names.iter().any(|m| m == "aarch64-xen4.17")
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {

@@ -230,6 +230,7 @@ timeout = 99
             disks: Vec::new(),
             xl_files: vec![("stubdomain_kernel".into(), host("kernel", b"bzImage"))],
             installed: Vec::new(),
+            esp: None,
             dom0_check: Some(host("check.sh", b"#!/bin/sh\necho ok\n")),
         };
         let mut tree = Tree::new();
@@ -294,6 +295,7 @@ timeout = 5
             disks: Vec::new(),
             xl_files: Vec::new(),
             installed: Vec::new(),
+            esp: None,
             dom0_check: None,
         };
         let mut tree = Tree::new();

@@ -27,6 +27,8 @@ pub struct Checker<'a> {
     forbidden: Option<(String, String)>,
     /// Time of the last expected line, from the scenario's start.
     pub last_expected_at: Option<Duration>,
+    /// Each expected line as it came, with its time.
+    pub matched: Vec<(String, Duration)>,
 }
 
 impl<'a> Checker<'a> {
@@ -37,6 +39,7 @@ impl<'a> Checker<'a> {
             next: 0,
             forbidden: None,
             last_expected_at: None,
+            matched: Vec::new(),
         }
     }
 
@@ -51,6 +54,7 @@ impl<'a> Checker<'a> {
         if let Some(re) = self.expect.get(self.next) {
             if re.is_match(line) {
                 self.next += 1;
+                self.matched.push((line.to_string(), at));
                 if self.next == self.expect.len() {
                     self.last_expected_at = Some(at);
                 }

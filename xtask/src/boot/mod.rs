@@ -6,7 +6,7 @@
 //! batched into at most two dom0 boots; `dom0` scenarios boot the image itself as dom0, one
 //! QEMU each; at most two QEMUs run at once.
 
-mod arch;
+pub mod arch;
 mod bundle;
 mod check;
 mod disk;
@@ -84,6 +84,8 @@ pub struct Scenario {
     pub dom0_check: Option<PathBuf>,
     /// Files installed into dom0 first: (path relative to `/`, host file).
     pub installed: Vec<(String, PathBuf)>,
+    /// mode = "efi": the ESP configuration and the files it names (name, host file).
+    pub esp: Option<(PathBuf, Vec<(String, PathBuf)>)>,
 }
 
 impl Scenario {
@@ -314,6 +316,16 @@ fn resolve(
             .with_context(|| format!("{id}: making disk {}", d.vdev))?;
         disks.push((d.vdev.clone(), img));
     }
+    let esp = match &test.esp {
+        Some(cfg) => Some((
+            source(ws, cache, m, &test, cfg)?,
+            test.esp_files
+                .iter()
+                .map(|(name, src)| Ok((name.clone(), source(ws, cache, m, &test, src)?)))
+                .collect::<Result<_>>()?,
+        )),
+        None => None,
+    };
     let installed = match &test.installed {
         Some(i) => crate::dist::installed_images(ws, &i.set, i.layout, &m.spec.xen)
             .with_context(|| format!("{id}: installing set {} ({} layout)", i.set, i.layout))?,
@@ -329,6 +341,7 @@ fn resolve(
         disks,
         xl_files,
         dom0_check,
+        esp,
     })
 }
 
@@ -381,7 +394,7 @@ fn run_jobs(dir: &Path, jobs: Vec<Job>) -> Result<Vec<Outcome>> {
 }
 
 /// QEMU for machine `m`: its machine type and CPU, one vCPU, the serial port on stdio.
-fn qemu_base(m: &Machine, memory_mib: u32) -> Result<Command> {
+pub(crate) fn qemu_base(m: &Machine, memory_mib: u32) -> Result<Command> {
     let mut c = m.tools.command(m.spec.qemu())?;
     c.args(["-machine", &m.spec.qemu_machine])
         .args(["-accel", "tcg,thread=multi"])
@@ -410,9 +423,13 @@ fn no_comma(tools: &tools::Tools, p: &Path) -> Result<String> {
 /// Boots the image without a dom0 userland: as dom0 itself (x86), or as a domain Xen
 /// starts from the device tree (dom0less, aarch64). A second of boot.
 fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
-    let cmd = match s.test.mode {
-        BootMode::Dom0less => dom0less_command(m, dir, s)?,
-        _ => dom0_command(m, s)?,
+    let (cmd, esp_build_secs) = match s.test.mode {
+        BootMode::Dom0less => (dom0less_command(m, dir, s)?, None),
+        BootMode::Efi => {
+            let (cmd, secs) = crate::esp::scenario_command(m, dir, s)?;
+            (cmd, Some(secs))
+        }
+        _ => (dom0_command(m, s)?, None),
     };
     let log = dir.join(format!("{}.{}.log", m.spec.name, s.dir_name()));
     let mut q = Qemu::start(cmd, &log)?;
@@ -443,7 +460,12 @@ fn run_dom0(m: &Machine, dir: &Path, s: &Scenario) -> Result<Outcome> {
         }
     }
     q.kill();
-    Ok(finish(s, &c, None, &tail, &log, ended, None))
+    let mut outcome = finish(s, &c, None, &tail, &log, ended, None);
+    if esp_build_secs.is_some() {
+        outcome.esp_build_secs = esp_build_secs;
+        outcome.domain_secs = report::domain_secs(&c);
+    }
+    Ok(outcome)
 }
 
 /// Xen with the image as its dom0 kernel.
@@ -504,46 +526,56 @@ fn dom0less_command(m: &Machine, dir: &Path, s: &Scenario) -> Result<std::proces
     fs_err::create_dir_all(dir)?;
     let file = |ext: &str| dir.join(format!("{}.{}.{ext}", m.spec.name, s.dir_name()));
     let (board, edited, dts_path) = (file("board.dtb"), file("dtb"), file("dts"));
-    let run = |mut c: std::process::Command, what: &str| -> Result<Vec<u8>> {
-        let out = c.output().with_context(|| format!("running {what}"))?;
-        if !out.status.success() {
-            bail!(
-                "{what} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(out.stdout)
-    };
-    let mut dump = qemu_base(m, 1024)?;
-    dump.args(&xen)
-        .args(["-machine", &format!("dumpdtb={}", inside(&board)?)]);
-    run(dump, "QEMU's dumpdtb")?;
-    let mut dtc = m.tools.command("dtc")?;
-    dtc.args(["-q", "-I", "dtb", "-O", "dts", &inside(&board)?]);
-    let dts = String::from_utf8(run(dtc, "dtc (decompiling QEMU's device tree)")?)
-        .context("dtc printed a device tree that is not UTF-8")?;
+    let dts = board_dts(m, &xen, &board)?;
     fsx::write_atomic(
         &dts_path,
         arch::aarch64::with_dom0less_domain(&dts, &domain)?.as_bytes(),
     )?;
-    let mut dtc = m.tools.command("dtc")?;
-    dtc.args([
-        "-q",
-        "-I",
-        "dts",
-        "-O",
-        "dtb",
-        "-o",
-        &inside(&edited)?,
-        &inside(&dts_path)?,
-    ]);
-    run(dtc, "dtc (compiling the dom0less device tree)")?;
+    compile_dts(m, &dts_path, &edited)?;
     let mut cmd = qemu_base(m, 1024)?;
     cmd.args(&xen)
         .args(["-dtb", &inside(&edited)?])
         .args(arch::aarch64::dom0less_loaders(&domain)?);
     Ok(cmd)
+}
+
+/// Runs a boot tool to its end; its standard output.
+pub(crate) fn run_tool(mut c: Command, what: &str) -> Result<Vec<u8>> {
+    let out = c.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// QEMU's own device tree of machine `m` (its board, memory and CPU; `extra`: more QEMU
+/// arguments), dumped to `board` and decompiled by the boot environment's dtc.
+pub(crate) fn board_dts(m: &Machine, extra: &[String], board: &Path) -> Result<String> {
+    let mut dump = qemu_base(m, 1024)?;
+    dump.args(extra)
+        .args(["-machine", &format!("dumpdtb={}", m.tools.inside(board)?)]);
+    run_tool(dump, "QEMU's dumpdtb")?;
+    decompile_dtb(m, board)
+}
+
+/// A device tree blob as dts text (the boot environment's dtc).
+pub(crate) fn decompile_dtb(m: &Machine, dtb: &Path) -> Result<String> {
+    let mut dtc = m.tools.command("dtc")?;
+    dtc.args(["-q", "-I", "dtb", "-O", "dts", &m.tools.inside(dtb)?]);
+    String::from_utf8(run_tool(dtc, "dtc (decompiling a device tree)")?)
+        .context("dtc printed a device tree that is not UTF-8")
+}
+
+/// Compiles dts text to a blob (the boot environment's dtc).
+pub(crate) fn compile_dts(m: &Machine, dts: &Path, dtb: &Path) -> Result<()> {
+    let mut dtc = m.tools.command("dtc")?;
+    dtc.args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+        .args([m.tools.inside(dtb)?, m.tools.inside(dts)?]);
+    run_tool(dtc, "dtc (compiling a device tree)").map(drop)
 }
 
 /// Boots dom0 with a bundle of xl scenarios and checks each guest's console.

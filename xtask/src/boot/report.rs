@@ -2,6 +2,7 @@
 //! a PASS/FAIL line (a failure with the line it waited for, the last console lines and the
 //! log path) and written to `target/boot/results.json`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -26,6 +27,12 @@ pub struct Outcome {
     pub dom0_ready_secs: Option<f64>,
     pub log: PathBuf,
     pub failure: Option<String>,
+    /// mode = "efi": seconds to build the ESP, and from firmware start (QEMU's) to each
+    /// domain's last expected line (`DOM1`, ... as Xen prints their consoles; `dom0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub esp_build_secs: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub domain_secs: BTreeMap<String, f64>,
 }
 
 /// The last 30 console lines.
@@ -120,5 +127,26 @@ pub fn finish(
         dom0_ready_secs: dom0_ready,
         log: log.to_path_buf(),
         failure,
+        esp_build_secs: None,
+        domain_secs: BTreeMap::new(),
     }
+}
+
+/// Each domain's last expected line's time: `(XEN) DOM<n>: ...` lines are domain n's,
+/// others dom0's.
+pub fn domain_secs(c: &Checker) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (line, at) in &c.matched {
+        let domain = line
+            .strip_prefix("(XEN) ")
+            .and_then(|l| l.split_once(": "))
+            .map(|(d, _)| d)
+            .filter(|d| {
+                d.strip_prefix("DOM")
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .unwrap_or("dom0");
+        out.insert(domain.to_string(), at.as_secs_f64());
+    }
+    out
 }

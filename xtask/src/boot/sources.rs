@@ -29,7 +29,7 @@ pub fn artifact_refs(t: &BootTest) -> Vec<String> {
     if let Some(r) = &t.ramdisk {
         refer(r);
     }
-    for src in t.xl_files.values() {
+    for src in t.xl_files.values().chain(t.esp_files.values()) {
         refer(src);
     }
     for d in &t.disks {
@@ -41,10 +41,11 @@ pub fn artifact_refs(t: &BootTest) -> Vec<String> {
 }
 
 /// The scenario's kernel source: its own, else the image under test; none for an HVM guest
-/// (it boots its firmware).
+/// (it boots its firmware) or an ESP (its configuration names its kernels).
 pub fn default_kernel(t: &BootTest) -> Option<&str> {
     match (&t.kernel, t.guest_type) {
         (Some(k), _) => Some(k),
+        (None, _) if t.mode == recipe::BootMode::Efi => None,
         (None, Some(recipe::GuestType::Hvm)) => None,
         (None, _) => Some("artifact"),
     }
@@ -55,7 +56,7 @@ pub fn default_kernel(t: &BootTest) -> Option<&str> {
 /// `artifact:NAME/FILE` (one of the files a recipe's variant installs), either with
 /// `@VARIANT` for another variant's (`artifact:pvgrub@x86_32-pv`),
 /// `machine:guest-kernel` / `machine:guest-initrd` (the Debian kernel and a tiny busybox
-/// initramfs), `deb:PACKAGE:/path` (a file from a pinned package; `*` allowed in the last
+/// initramfs), `machine:dom0-kernel` / `machine:dom0-initrd` (the machine's dom0), `deb:PACKAGE:/path` (a file from a pinned package; `*` allowed in the last
 /// component), or a path relative to the recipe folder.
 pub fn source(
     ws: &Workspace,
@@ -109,6 +110,8 @@ pub fn source(
     match src {
         "machine:guest-kernel" => return Ok(m.guest_kernel.clone()),
         "machine:guest-initrd" => return Ok(m.guest_initrd.clone()),
+        "machine:dom0-kernel" => return Ok(m.dom0_kernel.clone()),
+        "machine:dom0-initrd" => return Ok(m.dom0_initrd.clone()),
         _ => {}
     }
     if let Some(rest) = src.strip_prefix("deb:") {

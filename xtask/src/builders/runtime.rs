@@ -124,7 +124,7 @@ const ARM64_LOAD_ADDRESS: u64 = 0x4000_0000;
 /// Checks that `image` is an arm64 Image as Xen and libxl load it: the header's magic,
 /// little-endian, a `text_offset` that keeps it at the address it is linked for (0), and an
 /// `image_size` that covers the file.
-fn check_arm64_image(image: &[u8]) -> Result<()> {
+pub(crate) fn check_arm64_image(image: &[u8]) -> Result<()> {
     let word = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(image.get(at..at + 8)?.try_into().ok()?))
     };

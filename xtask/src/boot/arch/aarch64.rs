@@ -65,44 +65,145 @@ pub struct Dom0lessDomain<'a> {
 const DOMU_KERNEL_AT: u64 = 0x5000_0000;
 const DOMU_RAMDISK_AT: u64 = 0x5400_0000;
 
-/// The board's device tree (`dts`, as dtc decompiles QEMU's `dumpdtb`) with the domain added
-/// under `/chosen`: a `xen,domain` node with one vCPU, its memory, an emulated PL011 for its
-/// console (Debian's release-build Xen refuses guests' `console_io`), and its modules.
-pub fn with_dom0less_domain(dts: &str, d: &Dom0lessDomain) -> Result<String> {
-    let Some(at) = dts.find("\tchosen {\n") else {
-        anyhow::bail!("QEMU's device tree has no /chosen node to describe the domain in");
-    };
-    let mut node = format!(
-        "\t\tdomU1 {{\n\t\t\tcompatible = \"xen,domain\";\n\
-         \t\t\t#address-cells = <0x02>;\n\t\t\t#size-cells = <0x02>;\n\
-         \t\t\tmemory = <0x00 {:#x}>;\n\t\t\tcpus = <0x01>;\n\t\t\tvpl011;\n",
-        u64::from(d.memory_mib) * 1024
-    );
-    let mut module = |kind: &str, at: u64, size: u64, args: Option<&str>| {
-        node += &format!(
-            "\t\t\tmodule@{at:x} {{\n\t\t\t\tcompatible = \"multiboot,{kind}\", \"multiboot,module\";\n\
-             \t\t\t\treg = <{:#x} {:#x} {:#x} {:#x}>;\n",
-            at >> 32,
-            at & 0xffff_ffff,
-            size >> 32,
-            size & 0xffff_ffff
-        );
-        if let Some(a) = args {
-            node += &format!("\t\t\t\tbootargs = \"{}\";\n", a.replace('"', "\\\""));
-        }
-        node += "\t\t\t};\n";
-    };
-    module("kernel", DOMU_KERNEL_AT, d.kernel.1, Some(d.bootargs));
-    if let Some((_, size)) = d.ramdisk {
-        module("ramdisk", DOMU_RAMDISK_AT, size, None);
+/// Where Xen finds a module of a `xen,domain` node: in RAM (`reg`), or in a file on the EFI
+/// system partition that Xen's EFI loader reads and then describes with `reg` itself.
+pub enum ModuleAt<'a> {
+    Reg { at: u64, size: u64 },
+    UefiBinary(&'a str),
+}
+
+/// A `multiboot,<kind>` module node (`kind`: kernel, ramdisk, device-tree).
+pub struct Module<'a> {
+    pub kind: &'static str,
+    pub at: ModuleAt<'a>,
+    pub bootargs: Option<&'a str>,
+}
+
+/// A `xen,domain` node under `/chosen`: its properties as `(name, dts value)` (an empty
+/// value: a property without one) and its modules.
+pub struct DomainNode<'a> {
+    pub name: String,
+    pub properties: Vec<(String, String)>,
+    pub modules: Vec<Module<'a>>,
+}
+
+impl DomainNode<'_> {
+    /// The properties every domain here gets: two-cell addresses and sizes, its memory,
+    /// `cpus` vCPUs and an emulated PL011 for its console (Debian's release-build Xen
+    /// refuses guests' `console_io`).
+    pub fn default_properties(memory_mib: u32, cpus: u32) -> Vec<(String, String)> {
+        [
+            ("compatible", "\"xen,domain\"".to_string()),
+            ("#address-cells", "<0x02>".into()),
+            ("#size-cells", "<0x02>".into()),
+            (
+                "memory",
+                format!("<0x00 {:#x}>", u64::from(memory_mib) * 1024),
+            ),
+            ("cpus", format!("<{cpus:#04x}>")),
+            ("vpl011", String::new()),
+        ]
+        .map(|(n, v)| (n.to_string(), v))
+        .to_vec()
     }
-    node += "\t\t};\n";
+
+    fn dts(&self) -> String {
+        let mut node = format!("\t\t{} {{\n", self.name);
+        for (name, value) in &self.properties {
+            node += &if value.is_empty() {
+                format!("\t\t\t{name};\n")
+            } else {
+                format!("\t\t\t{name} = {value};\n")
+            };
+        }
+        for m in &self.modules {
+            let unit = match m.at {
+                ModuleAt::Reg { at, .. } => format!("module@{at:x}"),
+                ModuleAt::UefiBinary(_) => format!("module-{}", m.kind),
+            };
+            node += &format!(
+                "\t\t\t{unit} {{\n\t\t\t\tcompatible = \"multiboot,{}\", \"multiboot,module\";\n",
+                m.kind
+            );
+            node += &match m.at {
+                ModuleAt::Reg { at, size } => format!(
+                    "\t\t\t\treg = <{:#x} {:#x} {:#x} {:#x}>;\n",
+                    at >> 32,
+                    at & 0xffff_ffff,
+                    size >> 32,
+                    size & 0xffff_ffff
+                ),
+                ModuleAt::UefiBinary(file) => {
+                    format!("\t\t\t\txen,uefi-binary = \"{}\";\n", dts_escape(file))
+                }
+            };
+            if let Some(a) = m.bootargs {
+                node += &format!("\t\t\t\tbootargs = \"{}\";\n", dts_escape(a));
+            }
+            node += "\t\t\t};\n";
+        }
+        node + "\t\t};\n"
+    }
+}
+
+/// `s` inside a dts string literal.
+fn dts_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The board's device tree (`dts`, as dtc decompiles it) with `nodes` added under `/chosen`
+/// and `chosen_properties` (such as `xen,uefi-cfg-load`) added to it.
+pub fn with_chosen_nodes(
+    dts: &str,
+    chosen_properties: &[&str],
+    nodes: &[DomainNode],
+) -> Result<String> {
+    let Some(at) = dts.find("\tchosen {\n") else {
+        anyhow::bail!("the board's device tree has no /chosen node to describe the domains in");
+    };
+    let mut text: String = chosen_properties
+        .iter()
+        .map(|p| format!("\t\t{p};\n"))
+        .collect();
+    for n in nodes {
+        text += &n.dts();
+    }
     // After the node's properties (dtc wants them before subnodes): at its end.
     let Some(end) = dts[at..].find("\n\t};\n") else {
-        anyhow::bail!("QEMU's device tree has an unterminated /chosen node");
+        anyhow::bail!("the board's device tree has an unterminated /chosen node");
     };
     let insert = at + end + 1;
-    Ok(format!("{}{node}{}", &dts[..insert], &dts[insert..]))
+    Ok(format!("{}{text}{}", &dts[..insert], &dts[insert..]))
+}
+
+/// The board's device tree (`dts`, as dtc decompiles QEMU's `dumpdtb`) with the domain added
+/// under `/chosen`: a `xen,domain` node with one vCPU, its memory, a vpl011 and its modules
+/// where [`dom0less_loaders`] puts them.
+pub fn with_dom0less_domain(dts: &str, d: &Dom0lessDomain) -> Result<String> {
+    let mut modules = vec![Module {
+        kind: "kernel",
+        at: ModuleAt::Reg {
+            at: DOMU_KERNEL_AT,
+            size: d.kernel.1,
+        },
+        bootargs: Some(d.bootargs),
+    }];
+    if let Some((_, size)) = d.ramdisk {
+        modules.push(Module {
+            kind: "ramdisk",
+            at: ModuleAt::Reg {
+                at: DOMU_RAMDISK_AT,
+                size,
+            },
+            bootargs: None,
+        });
+    }
+    let node = DomainNode {
+        name: "domU1".into(),
+        properties: DomainNode::default_properties(d.memory_mib, 1),
+        modules,
+    };
+    with_chosen_nodes(dts, &[], &[node])
 }
 
 /// QEMU's generic loader placing the domain's files where [`with_dom0less_domain`] says.
@@ -155,5 +256,38 @@ mod tests {
         assert!(out.ends_with("\t\t};\n\t};\n};\n"), "{out}");
         assert_eq!(dom0less_console("(XEN) DOM1: hello: x"), Some("hello: x"));
         assert_eq!(dom0less_console("(XEN) Xen version"), None);
+    }
+
+    #[test]
+    fn efi_modules_name_their_files() {
+        let dts = "/ {\n\tchosen {\n\t};\n};\n";
+        let node = DomainNode {
+            name: "domU2".into(),
+            properties: vec![
+                ("vpl011".into(), String::new()),
+                ("cpus".into(), "<2>".into()),
+            ],
+            modules: vec![
+                Module {
+                    kind: "kernel",
+                    at: ModuleAt::UefiBinary("Image"),
+                    bootargs: Some("console=ttyAMA0 x=\"y\""),
+                },
+                Module {
+                    kind: "device-tree",
+                    at: ModuleAt::UefiBinary("pass.dtb"),
+                    bootargs: None,
+                },
+            ],
+        };
+        let out = with_chosen_nodes(dts, &["xen,uefi-cfg-load"], &[node]).unwrap();
+        assert_eq!(
+            out,
+            "/ {\n\tchosen {\n\t\txen,uefi-cfg-load;\n\t\tdomU2 {\n\t\t\tvpl011;\n\t\t\tcpus = <2>;\n\
+             \t\t\tmodule-kernel {\n\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\
+             \t\t\t\txen,uefi-binary = \"Image\";\n\t\t\t\tbootargs = \"console=ttyAMA0 x=\\\"y\\\"\";\n\t\t\t};\n\
+             \t\t\tmodule-device-tree {\n\t\t\t\tcompatible = \"multiboot,device-tree\", \"multiboot,module\";\n\
+             \t\t\t\txen,uefi-binary = \"pass.dtb\";\n\t\t\t};\n\t\t};\n\t};\n};\n"
+        );
     }
 }
