@@ -217,10 +217,9 @@ fn plan(config_path: &Path, board_dtb: Option<&Path>) -> Result<Plan> {
 
     let mut guests = Vec::new();
     for (number, g) in &section.guests {
-        let (k, cmdline) = g
-            .kernel
-            .as_ref()
-            .expect("config checks every guest has a kernel");
+        let Some((k, cmdline)) = g.kernel.as_ref() else {
+            bail!("guest domu{number} has no domu{number}_kernel line");
+        };
         // The defaults first, each left out where the configuration gives its own.
         let mut properties: Vec<(String, String)> =
             DomainNode::default_properties(GUEST_MEMORY_MIB, 1)
