@@ -13,7 +13,7 @@
 //! instructions need normal memory; so does the compiled code, which assumes unaligned
 //! accesses work. It also enables the FP/SIMD registers, which the compiled `core` uses.
 
-use super::STACK_SIZE;
+use super::{NORMAL_WINDOW, STACK_SIZE};
 
 /// `MAIR_EL1`: attribute 0 device-nGnRE, attribute 1 normal write-back (read and write
 /// allocate), inner and outer.
@@ -29,6 +29,12 @@ const SCTLR_CLEAR: u64 = (1 << 1) | (1 << 19);
 /// A block descriptor of normal memory: valid block, attribute 1, inner shareable,
 /// accessed; read-write and executable at EL1.
 const NORMAL: u64 = 0x1 | (1 << 2) | (3 << 8) | (1 << 10);
+/// The first GiB in 2 MiB blocks: device memory below the normal window, the window, device
+/// memory above it.
+const BLOCK: u64 = 1 << 21;
+const BLOCKS_BELOW: u64 = NORMAL_WINDOW.0 / BLOCK;
+const BLOCKS_NORMAL: u64 = (NORMAL_WINDOW.1 - NORMAL_WINDOW.0) / BLOCK;
+const BLOCKS_ABOVE: u64 = 512 - BLOCKS_BELOW - BLOCKS_NORMAL;
 /// A block descriptor of device memory: valid block, attribute 0, accessed, never
 /// executable.
 const DEVICE: u64 = 0x1 | (1 << 10) | (1 << 53) | (1 << 54);
@@ -135,17 +141,17 @@ core::arch::global_asm!(
     .balign 4096
     stubrt_l2:
     .set stubrt_block, 0
-    .rept 448                     /* 0-0x38000000 */
+    .rept {below}
     .quad stubrt_block + {device}
-    .set stubrt_block, stubrt_block + (1 << 21)
+    .set stubrt_block, stubrt_block + {block}
     .endr
-    .rept 16                      /* 0x38000000-0x3a000000: grant table, magic pages */
+    .rept {window}                /* grant table, magic pages */
     .quad stubrt_block + {normal}
-    .set stubrt_block, stubrt_block + (1 << 21)
+    .set stubrt_block, stubrt_block + {block}
     .endr
-    .rept 48                      /* 0x3a000000-0x40000000 */
+    .rept {above}
     .quad stubrt_block + {device}
-    .set stubrt_block, stubrt_block + (1 << 21)
+    .set stubrt_block, stubrt_block + {block}
     .endr
 
     .section .bss.stubrt.stack, "aw", @nobits
@@ -160,6 +166,10 @@ core::arch::global_asm!(
     sctlr_clear = const SCTLR_CLEAR,
     normal = const NORMAL,
     device = const DEVICE,
+    block = const BLOCK,
+    below = const BLOCKS_BELOW,
+    window = const BLOCKS_NORMAL,
+    above = const BLOCKS_ABOVE,
     stack_size = const STACK_SIZE,
 );
 

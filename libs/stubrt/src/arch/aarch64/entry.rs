@@ -11,6 +11,8 @@ use crate::console::{self, Sink};
 use crate::hypervisor;
 use crate::platform::{start, BootKind, Info};
 
+use super::NORMAL_WINDOW;
+
 extern "C" {
     static __stubrt_image_start: u8;
     static __stubrt_image_end: u8;
@@ -29,9 +31,6 @@ struct Board {
     dtb: (u64, u64),
     initrd: Option<(u64, u64)>,
 }
-
-/// Xen's grant-table and magic-page windows, which the boot code maps as normal memory.
-const NORMAL_WINDOW: (u64, u64) = (0x3800_0000, 0x3a00_0000);
 
 fn read_board(dtb: u64) -> Option<Board> {
     // SAFETY: Xen passes the address of a valid flattened device tree in guest RAM, which

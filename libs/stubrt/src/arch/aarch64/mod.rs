@@ -18,6 +18,11 @@ pub use time::{system_time_ns, wallclock_base_ns};
 
 use crate::global::Global;
 
+/// Xen's grant-table and magic-page windows of a guest's address space (`GUEST_GNTTAB_BASE`
+/// to the end of `GUEST_MAGIC_BASE`'s): the boot code maps them as normal memory, the rest of
+/// the first GiB as device memory.
+pub(crate) const NORMAL_WINDOW: (u64, u64) = (0x3800_0000, 0x3a00_0000);
+
 /// Size of the boot stack, which is also the only stack.
 pub const STACK_SIZE: usize = 64 * 1024;
 

@@ -1,6 +1,6 @@
-//! What 64-bit and 32-bit x86 share: the PV memory code, the PV entry's Rust side, the
-//! C memory functions, time from the shared info and the time stamp counter. Each word size's module (`x86_64`, `x86_32`)
-//! adds its boot code, hypercall sequence and address-space layout.
+//! What 64-bit and 32-bit x86 share: the PV memory code, the PV entry's Rust side, copy and
+//! fill, time from the shared info and the time stamp counter. Each word size's module
+//! (`x86_64`, `x86_32`) adds its boot code, hypercall sequence and address-space layout.
 
 /// The assembler macros that write one Xen ELF note (`.note.Xen`: name "Xen", a type, a
 /// payload), for both boot files' `global_asm!`: `xen_note TYPE, .long|.quad, VALUE` and
