@@ -110,7 +110,7 @@ pub fn write(esp: &Esp, out: &Path) -> Result<()> {
         .collect();
     let manifest = serde_json::json!({
         "image": {
-            "sha256": hex(&Sha256::digest(&esp.image)),
+            "sha256": sha256_hex(&esp.image),
             "size": esp.image.len(),
         },
         "files": files,
@@ -124,8 +124,9 @@ pub fn write(esp: &Esp, out: &Path) -> Result<()> {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A sha256 as 64 lowercase hex digits, as the cache and the manifests spell it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// What a configuration puts on the ESP before its device tree: the files by ESP path,
@@ -327,15 +328,14 @@ pub fn build(
 
     let listing: BTreeMap<String, (String, u64)> = files
         .iter()
-        .map(|(p, b)| (p.clone(), (hex(&Sha256::digest(b)), b.len() as u64)))
+        .map(|(p, b)| (p.clone(), (sha256_hex(b), b.len() as u64)))
         .collect();
     // The volume id from the contents: fixed for the same files, different for others.
-    let mut h = Sha256::new();
+    let mut key = crate::key::Key::new("esp-volume-id");
     for (p, (sha, _)) in &listing {
-        h.update(format!("{p}\0{sha}\0"));
+        key.field(p, sha);
     }
-    let d = h.finalize();
-    let volume_id = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+    let volume_id = u32::from_str_radix(&key.finish()[..8], 16)?;
     Ok(Esp {
         image: fat::image(&files, volume_id, epoch)?,
         files: listing,
@@ -445,7 +445,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "stubdoms-esp-test-{}-{}",
             std::process::id(),
-            hex(&Sha256::digest(cfg))
+            sha256_hex(cfg.as_bytes())
         ));
         fs_err::create_dir_all(&dir)?;
         for (name, bytes) in files {
