@@ -26,6 +26,10 @@ pub struct Flags {
     /// Boot-test on this test machine only (a file of ci/machines/, such as aarch64-xen4.17).
     #[arg(long)]
     pub machine: Option<String>,
+    /// Only the boot figures: no cold and warm builds, no build environments (the images
+    /// are built as usual if they are not).
+    #[arg(long, conflicts_with = "no_boot")]
+    pub boot_only: bool,
 }
 
 /// Memory sizes in MiB the probe tries, those below a scenario's own `memory` (which its
@@ -50,6 +54,7 @@ struct Report {
     /// How many memory-probe copies that run included.
     memory_probe_copies: usize,
     smallest_memory: Vec<MemoryFigure>,
+    comparisons: Vec<Comparison>,
 }
 
 /// Images measured next to what a distribution ships for the same job.
@@ -141,6 +146,25 @@ struct BootFigure {
     esp_build_secs: Option<f64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     domain_secs: BTreeMap<String, f64>,
+    /// What the scenario's dom0 check measured (`figure NAME VALUE` lines).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    figures: BTreeMap<String, f64>,
+}
+
+/// A boot test next to its `baseline-for` reference on one machine: the same guest, served
+/// the recipe's way and the reference way (for ioemu: device model in a stub domain, and in
+/// dom0), as time to the last expected line and memory used outside the guest.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Comparison {
+    scenario: String,
+    baseline: String,
+    machine: String,
+    secs_to_last_line: Option<f64>,
+    baseline_secs_to_last_line: Option<f64>,
+    /// The `outside-guest-kib` figure of each.
+    outside_guest_kib: Option<f64>,
+    baseline_outside_guest_kib: Option<f64>,
 }
 
 /// The smallest memory an example's xl domU scenario boots in on one machine: copies of the
@@ -176,7 +200,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     let recipes = recipe::select(&ws.recipes, names)?;
     let mut builds = Vec::new();
     let mut images = Vec::new();
-    for r in &recipes {
+    for r in recipes.iter().filter(|_| !flags.boot_only) {
         let one = [r.name.clone()];
         let timed = |fresh| -> Result<(f64, Vec<build::Artifact>)> {
             let t = Instant::now();
@@ -208,13 +232,17 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
         }));
     }
     let references = references(ws, &images)?;
-    let environments = environments(ws)?;
-    let cold_sum = builds.iter().map(|b| b.cold_secs).sum();
-    let everything = everything(ws, &recipes, cold_sum)?;
+    let (environments, everything) = if flags.boot_only {
+        (Vec::new(), None)
+    } else {
+        let cold_sum = builds.iter().map(|b| b.cold_secs).sum();
+        (environments(ws)?, Some(everything(ws, &recipes, cold_sum)?))
+    };
     let mut boot_figures = Vec::new();
     let mut boot_run_secs = None;
     let mut smallest_memory = Vec::new();
     let mut memory_probe_copies = 0;
+    let mut comparisons = Vec::new();
     // The normal boot tests' verdict, returned once the figures are written.
     let mut boot_verdict = Ok(());
     if !flags.no_boot {
@@ -223,6 +251,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
             machine: flags.machine.clone(),
             keep: false,
             offline: false,
+            baselines: true,
         };
         let mut plan = boot::plan(ws, names, &boot_flags)?;
         let probes = if flags.no_memory_probe {
@@ -231,6 +260,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
             add_memory_probe(ws, &mut plan)?
         };
         memory_probe_copies = probes.iter().map(|p| p.copies.len()).sum();
+        let pairs = baseline_pairs(&plan);
         let started = Instant::now();
         let outcomes = boot::run_tests(ws, plan, &boot_flags)?;
         boot_run_secs = Some(started.elapsed().as_secs_f64());
@@ -242,6 +272,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
             });
         smallest_memory = memory_figures(&probes, &copies);
         boot_verdict = boot::all_passed(&own);
+        comparisons = compare(&pairs, &own);
         boot_figures = own
             .into_iter()
             .map(|o| BootFigure {
@@ -252,12 +283,13 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
                 dom0_ready_secs: o.dom0_ready_secs,
                 esp_build_secs: o.esp_build_secs,
                 domain_secs: o.domain_secs.clone(),
+                figures: o.figures.clone(),
             })
             .collect();
     }
     let report = Report {
         environments,
-        everything: Some(everything),
+        everything,
         builds,
         images,
         references,
@@ -265,6 +297,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
         boot_run_secs,
         memory_probe_copies,
         smallest_memory,
+        comparisons,
     };
     print_table(&report);
     let path = ws.target.join("bench.json");
@@ -363,6 +396,50 @@ fn memory_figures(probes: &[Probe], copies: &[boot::Outcome]) -> Vec<MemoryFigur
                 ladder_mib: p.copies.iter().map(|(mib, _)| *mib).collect(),
                 smallest_memory_mib: passed.iter().min().copied(),
                 passed_mib: passed,
+            }
+        })
+        .collect()
+}
+
+/// (machine, scenario id, its baseline's id) for every `baseline-for` test in the plan.
+fn baseline_pairs(plan: &boot::Plan) -> Vec<(String, String, String)> {
+    let mut pairs = Vec::new();
+    for (spec, tests) in plan {
+        for t in tests {
+            let Some(of) = &t.baseline_for else { continue };
+            if let Some(target) = tests.iter().find(|o| o.recipe == t.recipe && &o.name == of) {
+                pairs.push((
+                    spec.name.clone(),
+                    boot::scenario_id(target),
+                    boot::scenario_id(t),
+                ));
+            }
+        }
+    }
+    pairs
+}
+
+/// The figures of each pair from the outcomes (a failed run gives no figures).
+fn compare(pairs: &[(String, String, String)], outcomes: &[boot::Outcome]) -> Vec<Comparison> {
+    let find = |machine: &str, id: &str| {
+        outcomes
+            .iter()
+            .find(|o| o.machine == machine && o.id == id && o.passed)
+    };
+    let outside =
+        |o: Option<&boot::Outcome>| o.and_then(|o| o.figures.get("outside-guest-kib").copied());
+    pairs
+        .iter()
+        .map(|(machine, id, base)| {
+            let (ours, theirs) = (find(machine, id), find(machine, base));
+            Comparison {
+                scenario: id.clone(),
+                baseline: base.clone(),
+                machine: machine.clone(),
+                secs_to_last_line: ours.and_then(|o| o.secs_to_last_line),
+                baseline_secs_to_last_line: theirs.and_then(|o| o.secs_to_last_line),
+                outside_guest_kib: outside(ours),
+                baseline_outside_guest_kib: outside(theirs),
             }
         })
         .collect()
@@ -592,6 +669,48 @@ fn print_table(r: &Report) {
             );
         }
     }
+    if !r.comparisons.is_empty() {
+        println!(
+            "\n{:<36} {:<15} {:>22} {:>26}",
+            "compared with its baseline",
+            "machine",
+            "to last line s (ratio)",
+            "outside guest MiB (ratio)"
+        );
+        let pair = |a: Option<f64>, b: Option<f64>, unit: f64| match (a, b) {
+            (Some(a), Some(b)) => format!(
+                "{:.1} / {:.1} ({:.2}x)",
+                a / unit,
+                b / unit,
+                a / b.max(1e-9)
+            ),
+            _ => "-".to_string(),
+        };
+        for c in &r.comparisons {
+            println!(
+                "{:<36} {:<15} {:>22} {:>26}",
+                format!(
+                    "{} / {}",
+                    c.scenario,
+                    c.baseline.rsplit('/').next().unwrap_or("")
+                ),
+                c.machine,
+                pair(c.secs_to_last_line, c.baseline_secs_to_last_line, 1.0),
+                pair(c.outside_guest_kib, c.baseline_outside_guest_kib, 1024.0)
+            );
+        }
+    }
+    let figures: Vec<&BootFigure> = r.boot.iter().filter(|b| !b.figures.is_empty()).collect();
+    if !figures.is_empty() {
+        println!(
+            "\n{:<36} {:<15}  dom0 check's figures",
+            "boot test", "machine"
+        );
+        for b in figures {
+            let all: Vec<String> = b.figures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("{:<36} {:<15}  {}", b.scenario, b.machine, all.join(", "));
+        }
+    }
     if let Some(secs) = r.boot_run_secs {
         let probe = if r.memory_probe_copies > 0 {
             format!(" (with {} memory-probe copies)", r.memory_probe_copies)
@@ -648,17 +767,8 @@ timeout = 90
         assert!(!probed(&scenario("must-fail = \"x\"")));
     }
 
-    #[test]
-    fn the_figure_is_the_smallest_size_that_passed() {
-        let probe = |copies: &[u32]| Probe {
-            recipe: "r".into(),
-            scenario: "s".into(),
-            variant: "aarch64".into(),
-            machine: "m".into(),
-            memory: 16,
-            copies: copies.iter().map(|m| (*m, format!("r/s-mem{m}"))).collect(),
-        };
-        let outcome = |id: &str, machine: &str, passed: bool| boot::Outcome {
+    fn outcome(id: &str, machine: &str, passed: bool) -> boot::Outcome {
+        boot::Outcome {
             id: id.into(),
             variant: crate::variant::Variant::Aarch64,
             machine: machine.into(),
@@ -669,6 +779,52 @@ timeout = 90
             failure: None,
             esp_build_secs: None,
             domain_secs: Default::default(),
+            figures: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_comparison_takes_each_side_from_its_own_passed_outcome() {
+        let with = |id: &str, machine: &str, passed: bool, secs: f64, kib: f64| boot::Outcome {
+            secs_to_last_line: Some(secs),
+            figures: [("outside-guest-kib".to_string(), kib)].into(),
+            ..outcome(id, machine, passed)
+        };
+        let outcomes = [
+            with("r/stub", "m", true, 30.0, 60_000.0),
+            with("r/dom0", "m", true, 20.0, 40_000.0),
+            with("r/dom0", "n", true, 1.0, 1.0),
+            with("r/stub", "n", false, 1.0, 1.0),
+        ];
+        let pairs = [
+            ("m".to_string(), "r/stub".to_string(), "r/dom0".to_string()),
+            ("n".to_string(), "r/stub".to_string(), "r/dom0".to_string()),
+        ];
+        let c = compare(&pairs, &outcomes);
+        assert_eq!(
+            (c[0].secs_to_last_line, c[0].baseline_secs_to_last_line),
+            (Some(30.0), Some(20.0))
+        );
+        assert_eq!(
+            (c[0].outside_guest_kib, c[0].baseline_outside_guest_kib),
+            (Some(60_000.0), Some(40_000.0))
+        );
+        // A failed run gives no figures.
+        assert_eq!(
+            (c[1].secs_to_last_line, c[1].baseline_secs_to_last_line),
+            (None, Some(1.0))
+        );
+    }
+
+    #[test]
+    fn the_figure_is_the_smallest_size_that_passed() {
+        let probe = |copies: &[u32]| Probe {
+            recipe: "r".into(),
+            scenario: "s".into(),
+            variant: "aarch64".into(),
+            machine: "m".into(),
+            memory: 16,
+            copies: copies.iter().map(|m| (*m, format!("r/s-mem{m}"))).collect(),
         };
         let outcomes = [
             outcome("r/s-mem1", "m", false),

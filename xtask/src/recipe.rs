@@ -134,6 +134,11 @@ struct RawBootTest {
     /// recipe says why a release is left out.
     #[serde(default)]
     xen_releases: Option<Spanned<Vec<String>>>,
+    /// A reference measurement for another boot test of the recipe (the same guest served
+    /// another way): `cargo xtask bench` runs both and prints how they compare; the normal
+    /// boot tests leave it out.
+    #[serde(default)]
+    baseline_for: Option<Spanned<String>>,
 }
 
 /// A distribution set (`images/SET.toml`) installed into the test dom0.
@@ -216,6 +221,9 @@ pub struct Disk {
     /// `boot::disk::boot_sector`); the 55 AA signature is added.
     #[serde(default)]
     pub boot_sector: Option<String>,
+    /// A CD-ROM drive (xl `devtype=cdrom`, read-only) with the image as its medium.
+    #[serde(default)]
+    pub cdrom: bool,
 }
 
 /// A UUID in its usual 8-4-4-4-12 hexadecimal form, checked when the recipe is read.
@@ -333,6 +341,8 @@ pub struct BootTest {
     /// mode = "efi": the ESP configuration and the files it names.
     pub esp: Option<String>,
     pub esp_files: BTreeMap<String, String>,
+    /// A bench-only reference for the named boot test of the same recipe.
+    pub baseline_for: Option<String>,
 }
 
 impl Recipe {
@@ -501,8 +511,23 @@ fn validate_tests(
     builds: &dyn Fn(Variant) -> bool,
 ) -> Result<Vec<BootTest>> {
     let mut boot_tests: Vec<BootTest> = Vec::new();
+    // What `baseline-for` may name: the tests that are not baselines themselves.
+    let measured: Vec<String> = raw
+        .iter()
+        .filter(|t| t.baseline_for.is_none())
+        .map(|t| t.name.get_ref().clone())
+        .collect();
     for t in raw {
         let test_name = t.name.get_ref();
+        if let Some(b) = &t.baseline_for {
+            if !measured.contains(b.get_ref()) {
+                bail!(
+                    "{}: boot-test `{test_name}`: baseline-for names `{}`, which is not another (non-baseline) boot test of {owner}",
+                    loc.at(b.span()),
+                    b.get_ref()
+                );
+            }
+        }
         if !is_valid_name(test_name) {
             bail!(
                 "{}: invalid boot-test name `{test_name}`",
@@ -659,9 +684,9 @@ fn validate_tests(
             installed: t.installed,
             esp: t.esp.map(Spanned::into_inner),
             esp_files: t.esp_files,
+            baseline_for: t.baseline_for.map(Spanned::into_inner),
         });
     }
-
     Ok(boot_tests)
 }
 
@@ -977,6 +1002,35 @@ timeout = 30
         assert!(t.dom0_expect[0].is_match("ok"));
         let plain = &check(GOOD).unwrap().boot_tests[0];
         assert_eq!((plain.guest_type, plain.dom0_hvm), (None, false));
+    }
+
+    #[test]
+    fn a_baseline_names_another_boot_test() {
+        let with = |extra: &str| {
+            format!("{GOOD}\n[[boot-test]]\nname = \"ref\"\nvariant = \"x86_64-pv\"\nexpect = [\"^hello\"]\ntimeout = 30\n{extra}\n")
+        };
+        let r = check(&with("baseline-for = \"greets\"")).unwrap();
+        assert_eq!(r.boot_tests[0].baseline_for, None);
+        assert_eq!(r.boot_tests[1].baseline_for.as_deref(), Some("greets"));
+        for bad in ["baseline-for = \"nope\"", "baseline-for = \"ref\""] {
+            let e = check(&with(bad)).unwrap_err();
+            assert!(
+                e.starts_with(
+                    "stubdoms/demo/stubdom.toml:22:16: boot-test `ref`: baseline-for names"
+                ),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cdrom_disk() {
+        let src = GOOD.replace(
+            "timeout = 30",
+            "disks = [{ vdev = \"hdc\", size-mib = 1, fs = \"none\", cdrom = true }]\ntimeout = 30",
+        );
+        let r = check(&src).unwrap();
+        assert!(r.boot_tests[0].disks[0].cdrom);
     }
 
     #[test]

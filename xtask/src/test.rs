@@ -41,6 +41,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
             machine: None,
             keep: false,
             offline: false,
+            baselines: false,
         },
     )?;
     ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");

@@ -46,9 +46,13 @@ pub fn add(tree: &mut Tree, s: &Scenario) -> Result<String> {
                 // /tmp by the run script: raw, a batch's disks would fill dom0's root fs.
                 tree.add_file(&format!("{dir}/{vdev}.img.gz"), gzip_fast(path)?, 0o644)?;
                 let target = disk_path(s, vdev);
-                Ok(q(&format!(
-                    "format=raw,vdev={vdev},access=rw,target={target}"
-                )))
+                let cdrom = s.test.disks.iter().any(|d| d.vdev == *vdev && d.cdrom);
+                let kind = if cdrom {
+                    "access=ro,devtype=cdrom"
+                } else {
+                    "access=rw"
+                };
+                Ok(q(&format!("format=raw,vdev={vdev},{kind},target={target}")))
             })
             .collect::<Result<_>>()?;
         let _ = writeln!(cfg, "disk = [ {} ]", specs.join(", "));
@@ -269,7 +273,8 @@ timeout = 99
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A scenario without a dom0 check runs none and keeps the variant's guest type.
+    /// A scenario without a dom0 check runs none and keeps the variant's guest type; its
+    /// disks travel with it.
     #[test]
     fn plain_scenario_runs_no_check() {
         let src = r#"
@@ -283,16 +288,18 @@ file = "demo.elf"
 name = "plain"
 variant = "x86_64-pvh"
 expect = ["x"]
+disks = [{ vdev = "hda", fs = "none" }, { vdev = "hdc", fs = "none", cdrom = true }]
 timeout = 5
 "#;
         let recipe = crate::recipe::parse(Path::new("stubdoms/demo/stubdom.toml"), src).unwrap();
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let s = Scenario {
             machine: "x86_64-xen4.17".into(),
             id: "demo/plain".into(),
             test: recipe.boot_tests[0].clone(),
-            kernel: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")),
+            kernel: Some(manifest.clone()),
             ramdisk: None,
-            disks: Vec::new(),
+            disks: vec![("hda".into(), manifest.clone()), ("hdc".into(), manifest)],
             xl_files: Vec::new(),
             installed: Vec::new(),
             esp: None,
@@ -303,6 +310,11 @@ timeout = 5
         let cfg = text(&tree, "scenarios/demo.plain/guest.cfg");
         assert!(
             cfg.contains("type = \"pvh\"\nkernel = \"/scenarios/files/"),
+            "{cfg}"
+        );
+        // Each disk unpacked into dom0's /tmp; the CD-ROM drive read-only.
+        assert!(
+            cfg.contains("disk = [ \"format=raw,vdev=hda,access=rw,target=/tmp/demo.plain.hda.img\", \"format=raw,vdev=hdc,access=ro,devtype=cdrom,target=/tmp/demo.plain.hdc.img\" ]\n"),
             "{cfg}"
         );
         let run = text(&tree, "scenarios/demo.plain/run");

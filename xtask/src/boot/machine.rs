@@ -36,6 +36,8 @@ fn programs(xen: &str, arch: &Arch) -> Vec<String> {
         "xenconsole",
         "xen-init-dom0",
         "vchan-socket-proxy",
+        // xl save and restore run it for the domain's memory stream.
+        "libxl-save-helper",
     ]
     .iter()
     .map(|b| format!("/usr/lib/xen-{xen}/bin/{b}"))

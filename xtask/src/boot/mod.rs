@@ -64,6 +64,9 @@ pub struct Flags {
     /// Use only the input cache.
     #[arg(long)]
     pub offline: bool,
+    /// Also the bench's reference scenarios (`baseline-for`), which normally do not run.
+    #[arg(long)]
+    pub baselines: bool,
 }
 
 /// A boot test with its files resolved on the host.
@@ -122,7 +125,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Outcom
 pub fn plan(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Plan> {
     let all = machines::load_all(ws)?;
     let specs = machines::select(all.clone(), flags.machine.as_deref())?;
-    let plan = collect(ws, names, flags.variant, &all, &specs)?;
+    let plan = collect(ws, names, flags, &all, &specs)?;
     if plan.iter().all(|(_, tests)| tests.is_empty()) {
         bail!("no boot test matches");
     }
@@ -221,7 +224,7 @@ pub fn run_tests(ws: &Workspace, plan: Plan, flags: &Flags) -> Result<Vec<Outcom
 fn collect(
     ws: &Workspace,
     names: &[String],
-    variant: Option<Variant>,
+    flags: &Flags,
     all: &[machines::Spec],
     specs: &[machines::Spec],
 ) -> Result<Vec<(machines::Spec, Vec<BootTest>)>> {
@@ -244,7 +247,10 @@ fn collect(
             tests.extend(r.boot_tests.iter().cloned());
         }
     }
-    tests.retain(|t| variant.is_none_or(|v| v == t.variant));
+    tests.retain(|t| {
+        flags.variant.is_none_or(|v| v == t.variant)
+            && (flags.baselines || t.baseline_for.is_none())
+    });
     for t in &tests {
         if !all.iter().any(|m| m.runs(t)) {
             bail!(
@@ -669,6 +675,9 @@ fn run_batch(
             }
             Line::Check(c) => {
                 if let Some(r) = current.as_mut() {
+                    if let Some((name, value)) = report::figure(c) {
+                        r.figures.insert(name.to_string(), value);
+                    }
                     r.dom0.feed(c, r.started.elapsed());
                     r.tail.push(&format!("dom0-check: {c}"));
                 }
@@ -708,6 +717,7 @@ fn run_batch(
                     tail: Tail::default(),
                     state: None,
                     keys: BTreeMap::new(),
+                    figures: BTreeMap::new(),
                     timed_out: false,
                     create_failed: false,
                 });
@@ -782,6 +792,7 @@ struct Running<'a> {
     tail: Tail,
     state: Option<String>,
     keys: BTreeMap<String, String>,
+    figures: BTreeMap<String, f64>,
     timed_out: bool,
     create_failed: bool,
 }
@@ -812,7 +823,7 @@ impl Running<'_> {
             }
         }
         let extra = (!problems.is_empty()).then(|| problems.join("; "));
-        finish(
+        let mut o = finish(
             self.s,
             &self.checker,
             dom0_ready,
@@ -820,6 +831,8 @@ impl Running<'_> {
             log,
             "",
             extra,
-        )
+        );
+        o.figures = self.figures.clone();
+        o
     }
 }

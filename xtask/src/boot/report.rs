@@ -33,6 +33,9 @@ pub struct Outcome {
     pub esp_build_secs: Option<f64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub domain_secs: BTreeMap<String, f64>,
+    /// What the dom0 check measured: its `figure NAME VALUE` lines.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, f64>,
 }
 
 /// The last 30 console lines.
@@ -129,7 +132,15 @@ pub fn finish(
         failure,
         esp_build_secs: None,
         domain_secs: BTreeMap::new(),
+        figures: BTreeMap::new(),
     }
+}
+
+/// A dom0 check's measurement, `figure NAME VALUE`: the name and the value.
+pub fn figure(line: &str) -> Option<(&str, f64)> {
+    let mut words = line.strip_prefix("figure ")?.split_whitespace();
+    let (name, value) = (words.next()?, words.next()?.parse().ok()?);
+    words.next().is_none().then_some((name, value))
 }
 
 /// Each domain's last expected line's time: `(XEN) DOM<n>: ...` lines are domain n's,
@@ -149,4 +160,22 @@ pub fn domain_secs(c: &Checker) -> BTreeMap<String, f64> {
         out.insert(domain.to_string(), at.as_secs_f64());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::figure;
+
+    #[test]
+    fn a_figure_line_is_a_name_and_a_number() {
+        assert_eq!(
+            figure("figure stub-free-kib 12345"),
+            Some(("stub-free-kib", 12345.0))
+        );
+        assert_eq!(figure("figure secs 1.5"), Some(("secs", 1.5)));
+        assert_eq!(figure("figure secs"), None);
+        assert_eq!(figure("figure secs many"), None);
+        assert_eq!(figure("figure secs 1 2"), None);
+        assert_eq!(figure("stub domain memory 48 MiB"), None);
+    }
 }

@@ -21,9 +21,13 @@ pub fn read<T: Transport>(xs: &mut Client<T>, dir: &str) -> Result<Vec<String>, 
 where
     T::Error: std::fmt::Display,
 {
-    let names = xs
-        .directory(dir)
-        .map_err(|e| Error::xs("directory", dir, &e))?;
+    let names = xs.directory(dir).map_err(|e| {
+        Error::Args(format!(
+            "the toolstack left no QEMU command line at {dir} ({e}): this image is the \
+             device model of libxl's Linux stub domain, which xl.cfg selects with \
+             device_model_version = \"qemu-xen\" and device_model_stubdomain_override = 1"
+        ))
+    })?;
     let mut keyed = Vec::with_capacity(names.len());
     for name in names {
         let index = parse_index(&name).ok_or_else(|| Error::BadValue {
@@ -152,20 +156,19 @@ mod tests {
         let mut client = Client::new(xs.connect(STUB));
         assert!(matches!(read(&mut client, &dir()), Err(Error::Args(_))));
         xs.rm(&dir()).unwrap();
-        assert!(matches!(
-            read(&mut client, &dir()),
-            Err(Error::Xenstore { .. })
-        ));
+        let e = read(&mut client, &dir()).unwrap_err().to_string();
+        assert!(
+            e.contains("no QEMU command line") && e.contains("qemu-xen"),
+            "{e}"
+        );
     }
 
     #[test]
     fn other_domains_cannot_read_the_arguments() {
         let xs = libxl_store(&["-xen-domid", "2"]);
         let mut client = Client::new(xs.connect(9));
-        assert!(matches!(
-            read(&mut client, &dir()),
-            Err(Error::Xenstore { .. })
-        ));
+        let e = read(&mut client, &dir()).unwrap_err().to_string();
+        assert!(e.contains("no QEMU command line"), "{e}");
     }
 
     #[test]

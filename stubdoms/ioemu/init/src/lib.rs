@@ -11,6 +11,7 @@
 //! - [`nic`]: which tap devices QEMU creates and how they pair with the PV vifs;
 //! - [`cdrom`]: keeping `/dev/xvdc` in a QEMU fdset for CD-ROM changes;
 //! - [`qmp`]: a minimal QMP client that can pass file descriptors;
+//! - [`report`]: the memory figures and the plain-word hints the init adds to QEMU's errors;
 //! - [`vchan`]: the server side of the vchan shared ring, for the QMP proxy.
 //!
 //! `src/main.rs` and [`sys`] do the system work: mounts, device files, ioctls, processes.
@@ -22,6 +23,7 @@ pub mod layout;
 pub mod nic;
 pub mod proxy;
 pub mod qmp;
+pub mod report;
 pub mod sys;
 pub mod vchan;
 

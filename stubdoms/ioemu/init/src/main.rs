@@ -15,6 +15,7 @@ use ioemu_init::cdrom::{self, Action, Seen, Tracker};
 use ioemu_init::layout::Layout;
 use ioemu_init::nic::{self, Tap};
 use ioemu_init::qmp::Qmp;
+use ioemu_init::report::{self, Memory};
 use ioemu_init::sys::{self, NetCtl};
 use ioemu_init::{dmargs, proxy, Error};
 
@@ -26,32 +27,81 @@ const SAVE_CONSOLE: u32 = 1;
 const RESTORE_CONSOLE: u32 = 2;
 /// How long QEMU's taps may take to appear.
 const TAP_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the guest's disks may take to appear before QEMU starts without them.
+const DISK_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the memory figures in xenstore are brought up to date.
+const MEMORY_EVERY: Duration = Duration::from_secs(5);
+/// Where they go, under the stub domain's own xenstore directory.
+const MEMORY_KEY: &str = "data/ioemu-memory";
 
-/// Console 0 (`/dev/hvc0`): the toolstack stores it as `qemu-dm-<guest>.log`. Dom0's QEMU
-/// serves it, and from QEMU 8.2 never reads it (it waits for a frontend state Linux does
-/// not write for a primary console); the kernel then drops console output after waiting 2 s
-/// for room (linux-patches/0002), so writes here never stop the stub domain.
+/// The init's log, and QEMU's error output: console 0 (`/dev/hvc0`), which the toolstack
+/// stores as `qemu-dm-<guest>.log`, and the last lines in xenstore (`data/ioemu-log`). Dom0's
+/// QEMU serves console 0, and from QEMU 8.2 never reads it (it waits for a frontend state
+/// Linux does not write for a primary console); the kernel then drops console output after
+/// waiting 2 s for room (linux-patches/0002), so writes there never stop the stub domain,
+/// and xenstore is where dom0 can still read what went wrong.
 #[derive(Clone)]
-struct Log(Arc<Mutex<Option<File>>>);
+struct Log(Arc<Mutex<Sinks>>);
+
+struct Sinks {
+    console: Option<File>,
+    xenstore: Option<Xs>,
+    recent: std::collections::VecDeque<String>,
+}
+
+/// The log's key, under the stub domain's own xenstore directory, and how much it keeps.
+const LOG_KEY: &str = "data/ioemu-log";
+const LOG_KEEP_BYTES: usize = 2048;
 
 impl Log {
     fn open() -> Self {
-        let file = OpenOptions::new()
+        let console = OpenOptions::new()
             .write(true)
             .open("/dev/hvc0")
             .or_else(|_| OpenOptions::new().write(true).open("/dev/console"))
             .ok();
-        Log(Arc::new(Mutex::new(file)))
+        Log(Arc::new(Mutex::new(Sinks {
+            console,
+            xenstore: None,
+            recent: Default::default(),
+        })))
+    }
+
+    /// From now on, also keep the last lines in xenstore (once xenbus is there).
+    fn mirror_to_xenstore(&self) {
+        if let (Ok(xs), Ok(mut sinks)) = (sys::xenstore(), self.0.lock()) {
+            sinks.xenstore = Some(xs);
+        }
     }
 
     fn say(&self, msg: &str) {
-        let line = format!("ioemu-init: {msg}\n");
-        match self.0.lock() {
-            Ok(mut guard) => match guard.as_mut() {
-                Some(f) => drop(f.write_all(line.as_bytes())),
-                None => eprint!("{line}"),
-            },
-            Err(_) => eprint!("{line}"),
+        self.line(&format!("ioemu-init: {msg}"));
+    }
+
+    /// A line of QEMU's output, as it is.
+    fn raw(&self, line: &str) {
+        self.line(line);
+    }
+
+    fn line(&self, line: &str) {
+        let Ok(mut sinks) = self.0.lock() else {
+            eprintln!("{line}");
+            return;
+        };
+        match sinks.console.as_mut() {
+            Some(f) => drop(f.write_all(format!("{line}\n").as_bytes())),
+            None => eprintln!("{line}"),
+        }
+        sinks.recent.push_back(line.to_string());
+        while sinks.recent.iter().map(|l| l.len() + 1).sum::<usize>() > LOG_KEEP_BYTES
+            && sinks.recent.len() > 1
+        {
+            sinks.recent.pop_front();
+        }
+        let text = Vec::from(sinks.recent.clone()).join("\n");
+        if let Some(xs) = sinks.xenstore.as_mut() {
+            // Best effort: the console has the line already.
+            let _ = xs.write(LOG_KEY, text.as_bytes());
         }
     }
 
@@ -60,7 +110,7 @@ impl Log {
             .0
             .lock()
             .ok()
-            .and_then(|g| g.as_ref().and_then(|f| f.try_clone().ok()));
+            .and_then(|g| g.console.as_ref().and_then(|f| f.try_clone().ok()));
         clone.map_or_else(Stdio::inherit, Stdio::from)
     }
 }
@@ -72,6 +122,7 @@ fn main() {
     }
     // Reopen now that devtmpfs provides /dev/hvc0.
     let log = Log::open();
+    log.mirror_to_xenstore();
     match run(&log) {
         Ok(status) => log.say(&format!("QEMU exited ({status}); stopping the stub domain")),
         Err(err) => log.say(&format!("error: {err}; stopping the stub domain")),
@@ -139,16 +190,21 @@ fn run(log: &Log) -> Result<std::process::ExitStatus, Error> {
     args.extend(dmargs::stubdom_args(theirs.as_raw_fd()));
     let taps = nic::taps(&args);
 
+    wait_for_disks(log, &args, &layout);
     log.say(&format!("starting {QEMU} {}", args.join(" ")));
     let mut qemu = Command::new(QEMU)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(log.stdio())
-        .stderr(log.stdio())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::io(format!("starting {QEMU}"), e))?;
     drop(theirs);
     drop(restore);
+    if let Some(stderr) = qemu.stderr.take() {
+        let qemu_log = log.clone();
+        std::thread::spawn(move || relay_errors(&qemu_log, stderr));
+    }
 
     let event_log = log.clone();
     let mut qmp = Qmp::handshake(
@@ -156,14 +212,12 @@ fn run(log: &Log) -> Result<std::process::ExitStatus, Error> {
         Box::new(move |name: &str| event_log.say(&format!("QEMU event {name}"))),
     )?;
     // How much of the stub domain's memory is left once QEMU runs (the figure that decides
-    // `stubdomain_memory`).
-    if let Some((total, avail)) = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .as_deref()
-        .and_then(sys::meminfo_kib)
-    {
+    // `stubdomain_memory`); kept up to date in xenstore while QEMU runs.
+    let memory = memory_now(qemu.id());
+    if let Some(m) = memory {
         log.say(&format!(
-            "memory with QEMU up: {total} KiB total, {avail} KiB available"
+            "memory with QEMU up: {} KiB total, {} KiB available (rootfs {} KiB, QEMU's resident set {} KiB)",
+            m.total, m.available, m.rootfs, m.qemu_rss
         ));
     }
     if let Some(save) = save {
@@ -191,6 +245,7 @@ fn supervise(
 ) -> Result<std::process::ExitStatus, Error> {
     let net = NetCtl::open().map_err(|e| Error::io("opening a network control socket", e))?;
     let started = Instant::now();
+    let mut memory = (Memory::default(), started - MEMORY_EVERY);
     let mut cd = Tracker::default();
     let mut cd_fds: Vec<(i64, OwnedFd)> = Vec::new();
     xs.watch("device/vbd", "vbd")
@@ -226,11 +281,24 @@ fn supervise(
                 false
             }
         });
-        if vbd_changed {
-            vbd_changed = false;
-            update_cdrom(log, xs, qmp, &mut cd, &mut cd_fds);
+        if memory.1.elapsed() >= MEMORY_EVERY {
+            memory.1 = Instant::now();
+            if let Some(m) = memory_now(qemu.id()).filter(|m| *m != memory.0) {
+                memory.0 = m;
+                // Best effort: a figure, not part of the protocol.
+                let _ = xs.write(MEMORY_KEY, m.xenstore_value());
+            }
         }
-        let timeout = if taps.is_empty() { 1000 } else { 100 };
+        if vbd_changed {
+            // A disk whose backend closes goes from sysfs some time after the last
+            // xenstore change: look again until it has.
+            vbd_changed = update_cdrom(log, xs, qmp, &mut cd, &mut cd_fds);
+        }
+        let timeout = if taps.is_empty() && !vbd_changed {
+            1000
+        } else {
+            100
+        };
         let fds = [
             xs.transport().get_ref().as_raw_fd(),
             qmp.channel().as_raw_fd(),
@@ -253,6 +321,72 @@ fn supervise(
     }
 }
 
+/// Waits a little for the guest's disks QEMU is to open: the toolstack attaches them as PV
+/// disks before the stub domain starts, but their backends connect in their own time.
+fn wait_for_disks(log: &Log, args: &[String], layout: &Layout) {
+    let deadline = Instant::now() + DISK_DEADLINE;
+    for path in report::disk_paths(args) {
+        while !Path::new(&path).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !Path::new(&path).exists() {
+            log.say(&format!(
+                "the guest's disk {path} has not appeared in the stub domain after {} s: its PV disk's backend in dom0 did not connect. Check the disk's target in the guest's xl.cfg and the toolstack's log (/var/log/xen/xl-<guest>.log); domain {} starts without it",
+                DISK_DEADLINE.as_secs(),
+                layout.target
+            ));
+        }
+    }
+}
+
+/// Copies QEMU's error output to the log, each line as QEMU wrote it, adding a plain-word
+/// hint after errors that mean the toolstack and the image disagree.
+fn relay_errors(log: &Log, stderr: std::process::ChildStderr) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let Ok(line) = line else { return };
+        log.raw(&line);
+        if let Some(hint) = report::qemu_hint(&line) {
+            log.say(&hint);
+        }
+    }
+}
+
+/// The memory figures now, for QEMU with process id `pid`.
+fn memory_now(pid: u32) -> Option<Memory> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Memory::parse(&meminfo, &status, tree_kib(Path::new("/")))
+}
+
+/// The size of the files under `dir` on the root file system (the unpacked rootfs), in
+/// KiB, whole pages per file; other mounts are left out.
+fn tree_kib(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(root_dev) = std::fs::symlink_metadata(dir).map(|m| m.dev()) else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != root_dev {
+                continue;
+            }
+            if m.is_dir() {
+                todo.push(e.path());
+            } else {
+                total += m.len().div_ceil(4096) * 4;
+            }
+        }
+    }
+    total
+}
+
 /// Bridges a tap with its vif once both exist. `Ok(false)`: not yet.
 fn plumb(net: &NetCtl, tap: &Tap) -> std::io::Result<bool> {
     if !Path::new(&format!("/sys/class/net/{}", tap.ifname)).exists() {
@@ -273,48 +407,62 @@ fn plumb(net: &NetCtl, tap: &Tap) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Brings QEMU's CD-ROM fdset in line with the drive; returns whether to look again soon
+/// (a disk is on its way out).
 fn update_cdrom(
     log: &Log,
     xs: &mut Xs,
     qmp: &mut Qmp<UnixStream>,
     cd: &mut Tracker,
     fds: &mut Vec<(i64, OwnedFd)>,
-) {
+) -> bool {
     // A change of disk takes two steps; more means something keeps failing.
     for _ in 0..3 {
         let seen = match sys::xvdc_devid() {
-            None => Seen::Absent,
             Some(devid) => Seen::Present {
                 devid,
                 closing: cdrom::backend_closing(xs, devid),
             },
+            None => cdrom::empty_drive(xs).map_or(Seen::Absent, |devid| Seen::Empty { devid }),
         };
+        if cd.observe(seen) {
+            log.say(&format!("CD-ROM drive: {seen:?}"));
+        }
+        let leaving = matches!(seen, Seen::Present { closing: true, .. });
         match cd.step(seen) {
-            None => return,
-            Some(Action::Add { devid }) => {
-                let opened = File::open("/dev/xvdc").map_err(|e| Error::io("opening /dev/xvdc", e));
+            None => return leaving,
+            Some(Action::Add { devid, medium }) => {
+                let path = if medium { "/dev/xvdc" } else { "/dev/null" };
+                let opened = File::open(path).map_err(|e| Error::io(format!("opening {path}"), e));
                 match opened.and_then(|f| {
                     qmp.add_fd(f.as_raw_fd(), None, Some(&cdrom::opaque(devid)))
                         .map(|id| (id, f))
                 }) {
                     Ok((id, f)) => {
-                        log.say(&format!("xvdc (devid {devid}) is in fdset {id}"));
-                        cd.added(devid, id);
+                        let what = if medium {
+                            "xvdc"
+                        } else {
+                            "the empty CD-ROM drive"
+                        };
+                        log.say(&format!("{what} (devid {devid}) is in fdset {id}"));
+                        cd.added(devid, id, medium);
                         fds.push((id, f.into()));
                     }
                     Err(e) => {
-                        log.say(&format!("cannot offer xvdc to QEMU: {e}"));
-                        return;
+                        log.say(&format!("cannot offer {path} to QEMU: {e}"));
+                        return false;
                     }
                 }
             }
             Some(Action::Remove { fdset_id }) => {
                 if let Err(e) = qmp.remove_fdset(fdset_id) {
-                    log.say(&format!("removing fdset {fdset_id}: {e}"));
+                    // libxl 4.20 removes it itself before it swaps the disk.
+                    log.say(&format!("fdset {fdset_id} was not removed ({e}): the toolstack may have removed it already"));
                 }
                 fds.retain(|(id, _)| *id != fdset_id);
                 cd.removed();
             }
         }
     }
+    false
 }

@@ -464,16 +464,6 @@ impl Drop for SharedPage {
 }
 
 /// Powers the stub domain off; the toolstack sees its device model gone.
-/// `MemTotal` and `MemAvailable` of a `/proc/meminfo` text, in KiB.
-pub fn meminfo_kib(text: &str) -> Option<(u64, u64)> {
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    };
-    Some((field("MemTotal")?, field("MemAvailable")?))
-}
-
 pub fn power_off() -> ! {
     // SAFETY: sync and reboot take no pointers; as PID 1 we may power off.
     unsafe {
@@ -482,19 +472,5 @@ pub fn power_off() -> ! {
     }
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn meminfo_fields() {
-        let text = "MemTotal:          62044 kB\nMemFree:   1 kB\nMemAvailable:      30112 kB\n";
-        assert_eq!(super::meminfo_kib(text), Some((62044, 30112)));
-        assert_eq!(super::meminfo_kib("MemTotal: 5 kB\n"), None);
-        assert_eq!(
-            super::meminfo_kib("MemTotalX: 5 kB\nMemAvailable: x kB\n"),
-            None
-        );
     }
 }
