@@ -671,7 +671,7 @@ fn print_table(r: &Report) {
     }
     if !r.comparisons.is_empty() {
         println!(
-            "\n{:<36} {:<15} {:>22} {:>26}",
+            "\n{:<44} {:<15} {:>24} {:>26}",
             "compared with its baseline",
             "machine",
             "to last line s (ratio)",
@@ -688,7 +688,7 @@ fn print_table(r: &Report) {
         };
         for c in &r.comparisons {
             println!(
-                "{:<36} {:<15} {:>22} {:>26}",
+                "{:<44} {:<15} {:>24} {:>26}",
                 format!(
                     "{} / {}",
                     c.scenario,

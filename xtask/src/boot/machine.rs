@@ -111,6 +111,10 @@ fn hvm_files(xen: &str) -> Vec<String> {
         "/usr/share/seabios/bios-256k.bin".into(),
         // QEMU reads its keymap even with `-vnc none`.
         "/usr/share/qemu/keymaps/en-us".into(),
+        // The VGA and NIC option ROMs, where Debian's QEMU looks (its firmware path), for a
+        // guest whose device model is this QEMU (the bench's reference for ioemu).
+        "/usr/share/seabios/vgabios-cirrus.bin".into(),
+        "/usr/lib/ipxe/qemu/efi-rtl8139.rom".into(),
     ]
 }
 
