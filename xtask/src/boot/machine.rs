@@ -111,12 +111,18 @@ fn hvm_files(xen: &str) -> Vec<String> {
         "/usr/share/seabios/bios-256k.bin".into(),
         // QEMU reads its keymap even with `-vnc none`.
         "/usr/share/qemu/keymaps/en-us".into(),
-        // The VGA and NIC option ROMs, where Debian's QEMU looks (its firmware path), for a
-        // guest whose device model is this QEMU (the bench's reference for ioemu).
-        "/usr/share/seabios/vgabios-cirrus.bin".into(),
-        "/usr/lib/ipxe/qemu/efi-rtl8139.rom".into(),
     ]
 }
+/// The VGA and NIC option ROMs, for a guest whose device model is dom0's QEMU (the bench's
+/// reference for ioemu), each at the first of its paths a package has, where Debian's QEMU
+/// looks: Debian 12 keeps iPXE's ROMs in /usr/lib/ipxe/qemu, Debian 13 in /usr/share/qemu.
+const HVM_ROMS: &[&[&str]] = &[
+    &["/usr/share/seabios/vgabios-cirrus.bin"],
+    &[
+        "/usr/lib/ipxe/qemu/efi-rtl8139.rom",
+        "/usr/share/qemu/efi-rtl8139.rom",
+    ],
+];
 
 /// The pinned package files of machine `spec`.
 pub fn blobs(ws: &Workspace, spec: &Spec) -> Result<Vec<Blob>> {
@@ -331,6 +337,13 @@ fn assemble(
         }
         for f in hvm_files(xen_release) {
             union.follow(&f, &mut hvm_wanted)?;
+        }
+        for paths in HVM_ROMS {
+            let rom = paths
+                .iter()
+                .find(|p| union.find(p).is_some())
+                .with_context(|| format!("{} is in none of the packages", paths.join(" or ")))?;
+            union.follow(rom, &mut hvm_wanted)?;
         }
     }
     let mut hvm = Tree::new();
