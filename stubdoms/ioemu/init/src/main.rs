@@ -98,7 +98,12 @@ impl Log {
         {
             sinks.recent.pop_front();
         }
-        let text = Vec::from(sinks.recent.clone()).join("\n");
+        let text = sinks
+            .recent
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Some(xs) = sinks.xenstore.as_mut() {
             // Best effort: the console has the line already.
             let _ = xs.write(LOG_KEY, text.as_bytes());
@@ -356,7 +361,11 @@ fn relay_errors(log: &Log, stderr: std::process::ChildStderr) {
 fn memory_now(pid: u32) -> Option<Memory> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Memory::parse(&meminfo, &status, tree_kib(Path::new("/")))
+    // The rootfs does not change once the init runs (/run and /tmp are mounts of their
+    // own): walk it once.
+    static ROOTFS_KIB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let rootfs = *ROOTFS_KIB.get_or_init(|| tree_kib(Path::new("/")));
+    Memory::parse(&meminfo, &status, rootfs)
 }
 
 /// The size of the files under `dir` on the root file system (the unpacked rootfs), in
