@@ -2,6 +2,8 @@
 //! offline in the build environment: every registry package of the lock, its `.crate`
 //! checked against the lock's sha256, unpacked once into the cache (`vendor/<key>/`, keyed
 //! by the lock's checksums) with the `.cargo-checksum.json` a directory source needs.
+//! Inside a Nix build, where cargo cannot download, the crates come from nixpkgs' vendored
+//! folder instead ([`VENDORED_ENV`]), each checked against the lock by its checksum file.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,11 @@ use crate::workspace::Workspace;
 
 /// Bumped when the vendored layout changes.
 const FORMAT: &str = "stubdoms-vendor-1";
+
+/// A folder of unpacked crates (`NAME-VERSION/` with a `.cargo-checksum.json` whose
+/// `package` is the lock's checksum, as nixpkgs' `importCargoLock` makes it) to take the
+/// crates from instead of cargo's registry cache.
+pub const VENDORED_ENV: &str = "STUBDOMS_VENDORED_CRATES";
 
 #[derive(Deserialize)]
 struct CargoLock {
@@ -76,6 +83,17 @@ pub fn vendored(ws: &Workspace, cache: &Cache) -> Result<PathBuf> {
         "vendoring {} crates of Cargo.lock for the image builds",
         crates.len()
     ));
+    if let Some(from) = std::env::var_os(VENDORED_ENV) {
+        let from = PathBuf::from(from);
+        return cache.stored("vendor", &key[..16], false, |tmp| {
+            for (p, sum) in &crates {
+                let dir = format!("{}-{}", p.name, p.version);
+                copy_checked(&from.join(&dir), sum, &tmp.join(&dir))
+                    .with_context(|| format!("{VENDORED_ENV}={}: crate {dir}", from.display()))?;
+            }
+            Ok(())
+        });
+    }
     let registry = registry_cache(ws)?;
     cache.stored("vendor", &key[..16], false, |tmp| {
         for (p, sum) in &crates {
@@ -102,6 +120,50 @@ pub fn vendored(ws: &Workspace, cache: &Cache) -> Result<PathBuf> {
         }
         Ok(())
     })
+}
+
+/// Copies an unpacked crate whose `.cargo-checksum.json` names `sum` as its package
+/// checksum; files get mode 0644, or 0755 when any execute bit was set.
+fn copy_checked(from: &std::path::Path, sum: &str, to: &std::path::Path) -> Result<()> {
+    let checksum = from.join(".cargo-checksum.json");
+    let text = fs_err::read_to_string(&checksum).with_context(|| {
+        format!(
+            "{} is not an unpacked crate with a checksum file",
+            from.display()
+        )
+    })?;
+    let said: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", checksum.display()))?;
+    let package = said.get("package").and_then(|p| p.as_str());
+    if package != Some(sum) {
+        bail!(
+            "{} says package checksum {}, but Cargo.lock says {sum}",
+            checksum.display(),
+            package.unwrap_or("(none)")
+        );
+    }
+    copy_tree(from, to)
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::create_dir_all(to)?;
+    for e in fs_err::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs_err::read_link(&src)?, &dst)?;
+        } else {
+            fs_err::copy(&src, &dst)?;
+            let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
+            let mode = if exec { 0o755 } else { 0o644 };
+            fs_err::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
 }
 
 /// Downloads every crate of the lock with the host's cargo (for every platform, so the
@@ -154,6 +216,35 @@ mod tests {
         let c = cargo_config("/vendor");
         assert_eq!(c[1], "source.crates-io.replace-with=\"vendored\"");
         assert_eq!(c[3], "source.vendored.directory=\"/vendor\"");
+    }
+
+    #[test]
+    fn a_vendored_crate_is_copied_only_with_the_locks_checksum() {
+        let dir = std::env::temp_dir().join(format!("xtask-vendored-{}", std::process::id()));
+        let from = dir.join("from/libc-0.2.1");
+        fs_err::create_dir_all(from.join("src")).unwrap();
+        fs_err::write(
+            from.join(".cargo-checksum.json"),
+            r#"{"files":{},"package":"ab"}"#,
+        )
+        .unwrap();
+        fs_err::write(from.join("src/lib.rs"), b"//").unwrap();
+        copy_checked(&from, "ab", &dir.join("to")).unwrap();
+        assert_eq!(fs_err::read(dir.join("to/src/lib.rs")).unwrap(), b"//");
+        let err = format!(
+            "{:#}",
+            copy_checked(&from, "cd", &dir.join("to2")).unwrap_err()
+        );
+        assert!(
+            err.contains("says package checksum ab, but Cargo.lock says cd"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            copy_checked(&dir.join("none"), "ab", &dir.join("to3")).unwrap_err()
+        );
+        assert!(err.contains("is not an unpacked crate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod list;
 mod lock;
 mod mirror;
 mod new_stubdom;
+mod nixeval;
 mod pin;
 mod recipe;
 mod repro;
@@ -102,6 +103,9 @@ enum Command {
     Lint,
     /// Run the formatter check, clippy, every workspace test and the boot tests.
     Test,
+    /// Evaluate the Nix flake with the pinned Nix against a stand-in for nixpkgs and compare
+    /// its packages' fetches, commands and install layout with the driver's (part of `test`).
+    FlakeCheck,
     /// Package distribution sets (images/*.toml) as tarballs with manifests and SHA256SUMS.
     Dist {
         /// Distribution sets to package (default: all).
@@ -199,6 +203,11 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Test => test::run(&ws),
+        Command::FlakeCheck => {
+            let n = nixeval::check(&ws, &cache::Cache::open()?)?;
+            println!("flake-check: {n} checks passed");
+            Ok(())
+        }
         Command::NewStubdom { .. } => Ok(()),
         Command::Dist { sets, flags } => dist::run(&ws, &sets, &flags).map(|_| ()),
         Command::Bench { names, flags } => bench::run(&ws, &names, &flags),

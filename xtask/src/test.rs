@@ -44,6 +44,8 @@ pub fn run(ws: &Workspace) -> Result<()> {
             baselines: false,
         },
     )?;
+    ui::step("the flake, evaluated by the pinned Nix against a stand-in for nixpkgs");
+    let flake = crate::nixeval::check(ws, &cache)?;
     ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");
     template(ws)?;
     ui::step("reproducibility of the fast payloads and the boot machine");
@@ -57,7 +59,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     // check, each artifact found identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        1 + sandbox_checks + env_checks + lints + 1 + boots.len() + 1 + identical
+        1 + sandbox_checks + env_checks + lints + 1 + boots.len() + flake + 1 + identical
     );
     Ok(())
 }

@@ -67,8 +67,27 @@ impl Workspace {
         }
         let mut out = Vec::new();
         for r in recipe::select(&self.recipes, names)? {
-            out.extend(self.recipe_blobs(r)?);
+            out.extend(self.build_blobs(r, None)?);
         }
+        Ok(out)
+    }
+
+    /// Every file `cargo xtask build NAME [--xen-release R]` reads: the build environment
+    /// every recipe builds in, the recipe's inputs, and the environment of each Xen release
+    /// built (all of the recipe's when `release` is `None`). `nix/inputs.nix` follows the
+    /// same rules; the flake's evaluation check compares the two.
+    pub fn build_blobs(&self, r: &Recipe, release: Option<&str>) -> Result<Vec<Blob>> {
+        let mut out = self.lock.env(crate::buildenv::BUILD)?.blobs()?;
+        out.extend(self.recipe_blobs(r)?);
+        for (rel, env) in &r.xen_releases {
+            if release.is_none_or(|want| want == rel) {
+                out.extend(self.lock.env(env)?.blobs()?);
+            }
+        }
+        // Each file once (a recipe's deb may also be in an environment), in a fixed order.
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|b| seen.insert(b.sha256.clone()));
+        out.sort();
         Ok(out)
     }
 
