@@ -193,7 +193,7 @@ fn run(command: Command) -> Result<()> {
         Command::Env(args) => buildenv::run(&ws, &args),
         Command::Machine { name, out, fresh } => boot::machine::run(&ws, &name, &out, fresh),
         Command::Esp(args) => esp::run(&ws, &args),
-        Command::Repro { names } => repro::run(&ws, &names).map(|_| ()),
+        Command::Repro { names } => repro::run(&ws, &names, repro::Machines::All).map(|_| ()),
         Command::BootTest { names, flags } => boot::run(&ws, &names, &flags).map(|_| ()),
         Command::Lint => {
             let cache = cache::Cache::open()?;
