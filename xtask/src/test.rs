@@ -46,6 +46,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     )?;
     ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");
     template(ws)?;
+    let packages = crate::dist::check(ws, &cache)?;
     ui::step("reproducibility of the fast payloads and the boot machine");
     let identical = crate::repro::run(ws, &FAST.map(String::from))?;
     ui::step("host: package state and apt sources unchanged by the run");
@@ -53,11 +54,11 @@ pub fn run(ws: &Workspace) -> Result<()> {
         bail!("the host's dpkg status or apt sources changed during the test run: something installed packages or edited apt's configuration");
     }
     // The host check, the sandbox and build environment checks, the lints, the workspace
-    // tests, each boot test, the template
-    // check, each artifact found identical: every one of them a check that ran and passed.
+    // tests, each boot test, the template check, the package checks, each artifact found
+    // identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        1 + sandbox_checks + env_checks + lints + 1 + boots.len() + 1 + identical
+        1 + sandbox_checks + env_checks + lints + 1 + boots.len() + 1 + packages + identical
     );
     Ok(())
 }
