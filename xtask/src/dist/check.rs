@@ -85,6 +85,15 @@ pub fn check_written(
             .with_context(|| format!("installing {} with dpkg --root", deb.display()))?;
         passed += 1;
     }
+    let rpms: Vec<PathBuf> = written
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rpm"))
+        .cloned()
+        .collect();
+    if !rpms.is_empty() {
+        rpm_checks(&root, &dist_dir, &rpms)?;
+        passed += 2;
+    }
     let sboms: Vec<PathBuf> = written
         .iter()
         .filter(|p| p.to_string_lossy().ends_with(".spdx.json"))
@@ -96,6 +105,39 @@ pub fn check_written(
         passed += 1;
     }
     Ok(passed)
+}
+
+/// `rpm -K` (the digests rpm checks before it installs anything) and `rpmlint` over all
+/// `rpms` at once; rpmlint's errors fail.
+fn rpm_checks(root: &Root, dist_dir: &Path, rpms: &[PathBuf]) -> Result<()> {
+    let names: Vec<String> = rpms
+        .iter()
+        .map(|r| file_name(r).map(|n| format!("/work/{n}")))
+        .collect::<Result<_>>()?;
+    for (program, args) in [
+        ("rpm", vec!["--dbpath", "/tmp/rpmdb", "-K", "--nosignature"]),
+        ("rpmlint", vec!["--info"]),
+    ] {
+        let out = root
+            .step()
+            .ro(dist_dir, "/work")
+            .cwd("/tmp")
+            .command(program)?
+            .args(&args)
+            .args(&names)
+            .output()
+            .with_context(|| format!("running {program} in {ENV}"))?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            bail!(
+                "`{program} {}` found problems in the .rpm files ({}){}",
+                args.join(" "),
+                out.status,
+                stderr_tail(&out.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The pins of `ci/spdx-tools.toml`.

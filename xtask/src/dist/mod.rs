@@ -22,6 +22,7 @@ mod check;
 mod deb;
 mod debian;
 mod md5;
+mod rpm;
 mod sbom;
 mod sha1;
 
@@ -255,7 +256,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
 }
 
 /// What `dist` writes, by file name ending: what SHA256SUMS covers.
-const PACKAGE_SUFFIXES: &[&str] = &[".tar.gz", ".manifest.json", ".deb", ".spdx.json"];
+const PACKAGE_SUFFIXES: &[&str] = &[".tar.gz", ".manifest.json", ".deb", ".rpm", ".spdx.json"];
 
 /// One package of a set: its name, and the Xen release its images are for, if one.
 struct Package {
@@ -603,6 +604,7 @@ fn package(
     fsx::write_atomic(&man_path, man_text.as_bytes())?;
     let mut written = vec![tarball, man_path];
     written.extend(write_deb(ws, manifest, path, set, pkg, &man_text, out_dir)?);
+    written.push(write_rpm(ws, manifest, path, set, pkg, &man_text, out_dir)?);
     Ok(written)
 }
 
@@ -747,6 +749,100 @@ fn write_deb(
         (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
     )?;
     Ok(vec![out, sbom_path])
+}
+
+/// The .rpm of a package, in Fedora's layout (`/usr/libexec/xen/boot`):
+/// `<name>-<version>-1.<arch>.rpm`.
+fn write_rpm(
+    ws: &Workspace,
+    manifest: &Manifest,
+    path: &Path,
+    set: &Set,
+    pkg: &Package,
+    man_text: &str,
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    let dirs = Dirs::new(set, Layout::Fedora, None, None)?;
+    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
+    let doc_rel = format!("usr/share/doc/{}", pkg.name);
+    let mut data = Tree::new();
+    for (dest, host) in &contents.images {
+        data.add_host_file(dest, host, 0o644)?;
+    }
+    add_docs(ws, path, set, &doc_rel, &mut data)?;
+    data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
+    let licence_rel = format!("usr/share/licenses/{}", pkg.name);
+    for spdx in contents.licences.iter().flat_map(|l| spdx_ids(l)) {
+        let src = set
+            .licence_texts
+            .get(&spdx)
+            .with_context(|| format!("{}: no `licence-texts` entry for {spdx}", path.display()))?;
+        data.add_host_file(
+            &format!("{licence_rel}/{spdx}"),
+            &licence_text(ws, src)?,
+            0o644,
+        )?;
+    }
+    // Fedora's toolstack package; a release-bound image wants that release exactly.
+    let (recommends, conflicts) = match &pkg.xen {
+        Some(r) => (
+            vec![(
+                "xen-runtime".to_string(),
+                rpm::SENSE_GREATER | rpm::SENSE_EQUAL,
+                r.clone(),
+            )],
+            vec![(
+                "xen-runtime".to_string(),
+                rpm::SENSE_GREATER | rpm::SENSE_EQUAL,
+                next_release(r)?,
+            )],
+        ),
+        None => (
+            vec![("xen-runtime".to_string(), 0, String::new())],
+            Vec::new(),
+        ),
+    };
+    let spec = rpm::Spec {
+        name: pkg.name.clone(),
+        version: set.version.clone(),
+        release: "1".into(),
+        arch: set.arch.clone(),
+        summary: match &pkg.xen {
+            Some(r) => format!("{} {r}", set.summary),
+            None => set.summary.clone(),
+        },
+        description: set.description.clone(),
+        licence: contents
+            .licences
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        url: set.homepage.clone(),
+        packager: pkg.maintainer.clone(),
+        recommends,
+        conflicts,
+        owned_dirs: vec![doc_rel, licence_rel],
+        changelog: "- Built with cargo xtask dist from the stubdoms sources of this version."
+            .into(),
+    };
+    let bytes = rpm::write(&spec, &data, manifest.source_date_epoch)
+        .with_context(|| format!("{}: writing the .rpm of {}", path.display(), pkg.name))?;
+    let out = out_dir.join(format!(
+        "{}-{}-{}.{}.rpm",
+        spec.name, spec.version, spec.release, spec.arch
+    ));
+    fsx::write_atomic(&out, &bytes)?;
+    Ok(out)
+}
+
+/// The Xen release after `r` (`4.17` -> `4.18`).
+fn next_release(r: &str) -> Result<String> {
+    let (major, minor) = r
+        .split_once('.')
+        .and_then(|(a, b)| Some((a, b.parse::<u32>().ok()?)))
+        .with_context(|| format!("Xen release `{r}` is not MAJOR.MINOR"))?;
+    Ok(format!("{major}.{}", minor + 1))
 }
 
 /// The set's documentation files, under `doc_rel`.
