@@ -14,7 +14,7 @@ let
     debianMirrors = (import (path + "/pkgs/build-support/fetchurl/mirrors.nix")).debian;
   };
 
-  version = (builtins.fromTOML (builtins.readFile (src + "/images/xen-stubdoms.toml"))).version;
+  version = (builtins.fromTOML (builtins.readFile (src + "/xtask/Cargo.toml"))).package.version;
 
   cargoLock.lockFile = src + "/Cargo.lock";
 

@@ -186,6 +186,45 @@ fn download(
     }
 }
 
+/// A file that is not from a Debian archive (a tool the checks need, pinned by sha256 and
+/// size elsewhere) in the verified cache: downloaded from `url` unless it is there already,
+/// with the same checks as every pinned input. Returns its path in the cache.
+pub fn ensure_url(
+    cache: &Cache,
+    label: &str,
+    url: &str,
+    size: u64,
+    sha256: &str,
+    flags: &Flags,
+) -> Result<std::path::PathBuf> {
+    let blob = Blob {
+        label: label.to_string(),
+        archive: crate::lock::Archive::Debian.into(),
+        path: url.to_string(),
+        size,
+        sha256: sha256.to_string(),
+        licence: "NOASSERTION".into(),
+        snapshot: None,
+    };
+    if let State::Good(path) = cache.state(&blob)? {
+        return Ok(path);
+    }
+    if flags.offline {
+        bail!("{label} is not in the input cache and --offline was given: run once online to fetch {url}");
+    }
+    ui::step(&format!("fetch {label} ({} KiB)", size.div_ceil(1024)));
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(30))
+        .timeout_read(Duration::from_secs(120))
+        .build();
+    let response = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("{label}: downloading {url} (check the network)"))?;
+    store(cache, &blob, url, response.into_reader(), None)?;
+    Ok(cache.blob_path(sha256))
+}
+
 /// Streams a download into a per-process partial file, checks its sha256 and size, and only
 /// then renames it into the cache; on any error the partial file is removed.
 fn store(

@@ -209,7 +209,7 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::NewStubdom { .. } => Ok(()),
-        Command::Dist { sets, flags } => dist::run(&ws, &sets, &flags).map(|_| ()),
+        Command::Dist { sets, flags } => dist::command(&ws, &sets, &flags),
         Command::Bench { names, flags } => bench::run(&ws, &names, &flags),
         Command::SandboxSelftest { work, .. } => {
             let work = work.unwrap_or_else(|| std::env::temp_dir().join("stubdoms-sandbox-check"));

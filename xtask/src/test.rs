@@ -48,6 +48,8 @@ pub fn run(ws: &Workspace) -> Result<()> {
     let flake = crate::nixeval::check(ws, &cache)?;
     ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");
     template(ws)?;
+    ui::step("distribution packages: lintian, rpmlint, dpkg --root, the SBOMs");
+    let packages = crate::dist::check(ws, &cache)?;
     // The machine whose Xen is compiled (x86_32) is left to `cargo xtask repro`: building
     // that hypervisor twice from scratch would add five minutes to every run.
     ui::step("reproducibility of the fast payloads and the machines assembled from packages");
@@ -61,11 +63,19 @@ pub fn run(ws: &Workspace) -> Result<()> {
         bail!("the host's dpkg status or apt sources changed during the test run: something installed packages or edited apt's configuration");
     }
     // The host check, the sandbox and build environment checks, the lints, the workspace
-    // tests, each boot test, the template
-    // check, each artifact found identical: every one of them a check that ran and passed.
+    // tests, each boot test, the template check, the package checks, each artifact found
+    // identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
-        1 + sandbox_checks + env_checks + lints + 1 + boots.len() + flake + 1 + identical
+        1 + sandbox_checks
+            + env_checks
+            + lints
+            + 1
+            + boots.len()
+            + flake
+            + 1
+            + packages
+            + identical
     );
     Ok(())
 }

@@ -1,8 +1,11 @@
-//! `cargo xtask dist [SET...]`: distribution packages. A distribution set (`images/NAME.toml`) says
-//! which artifacts a package holds and under which names; `dist` writes, per set,
-//! `target/dist/<set>-<version>-<arch>.tar.gz` (deterministic, owner 0:0, installable with
-//! `tar -C / -xzf`), a manifest (every file with its sha256, the pinned inputs behind it with
-//! their sha256 and licence, the toolchain), and `target/dist/SHA256SUMS` over everything.
+//! `cargo xtask dist [SET...]`: distribution packages. A distribution set (`images/NAME.toml`)
+//! says which artifacts a package holds and under which names; `dist` writes, per package
+//! of a set (one, or one per Xen release for a `per-xen-release` set), into `target/dist/`:
+//! a `.deb` in Debian's layout ([`deb`], [`debian`]), a tarball in `--layout`
+//! (deterministic, owner 0:0, installable with `tar -C / -xzf`), a manifest (every file with
+//! its sha256, the pinned inputs behind it with their sha256 and licence, the toolchain),
+//! and `SHA256SUMS` over everything. [`check`] checks the packages with the tools
+//! packagers use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,25 @@ use stubdoms_archive::Tree;
 use crate::builders::{self, Manifest};
 use crate::fsx;
 use crate::recipe;
+
+mod check;
+mod deb;
+mod debian;
+mod rpm;
+mod sbom;
+
+pub use check::check;
+
+/// `cargo xtask dist`: [`run`], then [`check::check_written`] with `--check`.
+pub fn command(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
+    let written = run(ws, names, flags)?;
+    if flags.check {
+        let cache = crate::cache::Cache::open()?;
+        let passed = check::check_written(ws, &cache, &written, flags.offline)?;
+        println!("package checks: {passed} passed");
+    }
+    Ok(())
+}
 use crate::variant::Variant;
 use crate::workspace::Workspace;
 
@@ -41,7 +63,7 @@ impl std::fmt::Display for Layout {
     }
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Flags {
     /// Where the images go: upstream (/usr/lib/xen/boot), debian (release-bound images in
     /// /usr/lib/xen-<release>/boot) or fedora (/usr/libexec/xen/boot).
@@ -58,6 +80,13 @@ pub struct Flags {
     /// distributions that use `/usr/libexec/xen/boot`).
     #[arg(long)]
     pub libexecdir: Option<String>,
+    /// The packages' maintainer, `Name <address>` (default: the set's `maintainer`).
+    #[arg(long)]
+    pub maintainer: Option<String>,
+    /// Then check the packages: lintian over the .deb files, a `dpkg --root` install of
+    /// each, pyspdxtools over the SBOMs (all from the pinned trixie-check environment).
+    #[arg(long)]
+    pub check: bool,
     /// Use only the input cache.
     #[arg(long)]
     pub offline: bool,
@@ -68,7 +97,19 @@ pub struct Flags {
 struct Set {
     name: String,
     version: String,
+    /// One line: the packages' synopsis.
     summary: String,
+    /// A paragraph or more: the packages' extended description.
+    description: String,
+    /// Who answers for the packages, `Name <address>` (`dist --maintainer` overrides it).
+    maintainer: String,
+    /// The project's web page, when it has one (the packages' `Homepage`).
+    #[serde(default)]
+    homepage: Option<String>,
+    /// One package per Xen release, named `<name>-<release>`, each with that release's
+    /// images (for images bound to a release, such as the ioemu stub domain's).
+    #[serde(default)]
+    per_xen_release: bool,
     /// The host architecture the images are for (`x86_64`, `aarch64`).
     arch: String,
     #[serde(default = "default_prefix")]
@@ -82,6 +123,9 @@ struct Set {
     docs: Vec<String>,
     /// SPDX identifier -> where its text comes from (`deb:PACKAGE:/path`).
     licence_texts: BTreeMap<String, String>,
+    /// Lintian tags the .deb overrides (written to its lintian overrides file) -> why.
+    #[serde(default)]
+    lintian_overrides: BTreeMap<String, String>,
 }
 
 fn default_prefix() -> String {
@@ -171,10 +215,13 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
     fs_err::create_dir_all(&out_dir)?;
     let mut written = Vec::new();
     for (path, set) in &sets {
-        let (tarball, man) = package(ws, &manifest, path, set, flags, &out_dir)
-            .with_context(|| format!("packaging {}", path.display()))?;
-        written.push(tarball);
-        written.push(man);
+        for xen in packages_of(ws, path, set, flags.xen_release.as_deref())? {
+            let pkg = Package::new(set, xen.as_deref(), flags);
+            written.extend(
+                package(ws, &manifest, path, set, &pkg, flags, &out_dir)
+                    .with_context(|| format!("packaging {} ({})", path.display(), pkg.name))?,
+            );
+        }
     }
     // SHA256SUMS covers every package and manifest in the folder, not only this run's.
     let mut sums = String::new();
@@ -185,7 +232,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            n.ends_with(".tar.gz") || n.ends_with(".manifest.json")
+            PACKAGE_SUFFIXES.iter().any(|s| n.ends_with(s))
         })
         .collect();
     entries.sort();
@@ -204,6 +251,73 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
     }
     println!("{}", out_dir.join("SHA256SUMS").display());
     Ok(written)
+}
+
+/// What `dist` writes, by file name ending: what SHA256SUMS covers.
+const PACKAGE_SUFFIXES: &[&str] = &[".tar.gz", ".manifest.json", ".deb", ".rpm", ".spdx.json"];
+
+/// One package of a set: its name, and the Xen release its images are for, if one.
+struct Package {
+    name: String,
+    xen: Option<String>,
+    maintainer: String,
+}
+
+impl Package {
+    fn new(set: &Set, xen: Option<&str>, flags: &Flags) -> Package {
+        let name = match (set.per_xen_release, xen) {
+            (true, Some(r)) => format!("{}-{r}", set.name),
+            _ => set.name.clone(),
+        };
+        Package {
+            name,
+            xen: xen.map(str::to_string),
+            maintainer: flags
+                .maintainer
+                .clone()
+                .unwrap_or_else(|| set.maintainer.clone()),
+        }
+    }
+}
+
+/// The Xen releases a set is packaged for: every release its recipes build for a
+/// `per-xen-release` set (only `only`, if given), else the one given (or none).
+fn packages_of(
+    ws: &Workspace,
+    path: &Path,
+    set: &Set,
+    only: Option<&str>,
+) -> Result<Vec<Option<String>>> {
+    if !set.per_xen_release {
+        return Ok(vec![only.map(str::to_string)]);
+    }
+    let mut releases = std::collections::BTreeSet::new();
+    for f in &set.files {
+        let recipe = ws
+            .recipes
+            .iter()
+            .find(|r| r.name == f.recipe)
+            .with_context(|| format!("{}: no recipe `{}`", path.display(), f.recipe))?;
+        if recipe.xen_releases.is_empty() {
+            bail!(
+                "{}: per-xen-release is set, but {} is not built per Xen release (its recipe has no `xen-releases`)",
+                path.display(),
+                f.recipe
+            );
+        }
+        releases.extend(recipe.xen_releases.keys().cloned());
+    }
+    if let Some(r) = only {
+        if !releases.contains(r) {
+            bail!(
+                "{}: not built for Xen {r} (releases: {})",
+                path.display(),
+                releases.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+        return Ok(vec![Some(r.to_string())]);
+    }
+    Ok(releases.into_iter().map(Some).collect())
 }
 
 fn load_sets(root: &Path, names: &[String]) -> Result<Vec<(PathBuf, Set)>> {
@@ -420,65 +534,317 @@ pub fn set_recipes(ws: &Workspace, name: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Writes every form of one package: the tarball in `flags.layout`, its manifest, the .deb
+/// in Debian's layout. Returns the files written.
 fn package(
     ws: &Workspace,
     manifest: &Manifest,
     path: &Path,
     set: &Set,
+    pkg: &Package,
     flags: &Flags,
     out_dir: &Path,
-) -> Result<(PathBuf, PathBuf)> {
+) -> Result<Vec<PathBuf>> {
     let dirs = Dirs::new(
         set,
         flags.layout,
         flags.prefix.as_deref(),
         flags.libexecdir.as_deref(),
     )?;
-    let doc_rel = format!("{}/share/doc/{}", dirs.prefix, set.name)
+    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
+    let doc_rel = format!("{}/share/doc/{}", dirs.prefix, pkg.name)
         .trim_start_matches('/')
         .to_string();
     let mut tree = Tree::new();
-    let mut files = Vec::new();
-    let mut licences = std::collections::BTreeSet::new();
-    let mut envs = std::collections::BTreeSet::new();
-    for Installed {
-        dest,
-        host,
-        recipe,
-        art,
-    } in images(ws, manifest, path, set, &dirs, flags.xen_release.as_deref())?
-    {
-        let (sha, size) = fsx::sha256_file(&host)?;
-        if sha != art.sha256 {
-            bail!(
-                "{} changed since it was built: run `cargo xtask build`",
-                host.display()
-            );
-        }
-        tree.add_host_file(&dest, &host, 0o644)?;
-        envs.extend(art.build_envs.iter().cloned());
-        licences.insert(recipe.licence.clone());
-        let inputs = ws
-            .recipe_blobs(recipe)?
-            .into_iter()
-            .map(|b| DistInput {
-                input: b.label,
-                sha256: b.sha256,
-                licence: b.licence,
-            })
-            .collect();
-        files.push(DistFile {
-            path: format!("/{dest}"),
-            sha256: sha,
-            size,
-            recipe: art.recipe.clone(),
-            variant: art.variant,
-            licence: recipe.licence.clone(),
-            xen_release: art.xen_release.clone(),
-            xen: art.xen.clone(),
-            inputs,
-        });
+    for (dest, host) in &contents.images {
+        tree.add_host_file(dest, host, 0o644)?;
     }
+    add_docs(ws, path, set, &doc_rel, &mut tree)?;
+    // The licence text of every GPL-family component, named by its SPDX identifier.
+    for spdx in contents.licences.iter().flat_map(|l| spdx_ids(l)) {
+        let src = set
+            .licence_texts
+            .get(&spdx)
+            .with_context(|| format!("{}: no `licence-texts` entry for {spdx}", path.display()))?;
+        let host = licence_text(ws, src)?;
+        tree.add_host_file(&format!("{doc_rel}/licences/{spdx}"), &host, 0o644)?;
+    }
+    let dm = DistManifest {
+        set: pkg.name.clone(),
+        version: set.version.clone(),
+        arch: set.arch.clone(),
+        summary: set.summary.clone(),
+        layout: flags.layout,
+        install_dir: format!("/{}", dirs.boot),
+        source_date_epoch: manifest.source_date_epoch,
+        files: contents.files,
+        build_environments: manifest
+            .environments
+            .iter()
+            .filter(|(name, _)| contents.envs.contains(*name))
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect(),
+    };
+    let man_text = serde_json::to_string_pretty(&dm)? + "\n";
+    tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
+    let mut stem = match flags.layout {
+        Layout::Upstream => format!("{}-{}-{}", pkg.name, set.version, set.arch),
+        other => format!("{}-{}-{}-{other}", pkg.name, set.version, set.arch),
+    };
+    // Packages of one set for different Xen releases must not overwrite each other.
+    if let (Some(r), false) = (&pkg.xen, set.per_xen_release) {
+        stem += &format!("-xen{r}");
+    }
+    let tarball = out_dir.join(format!("{stem}.tar.gz"));
+    let bytes = tree.to_bytes(stubdoms_archive::Format::TarGz, manifest.source_date_epoch)?;
+    fsx::write_atomic(&tarball, &bytes)?;
+    let man_path = out_dir.join(format!("{stem}.manifest.json"));
+    fsx::write_atomic(&man_path, man_text.as_bytes())?;
+    let mut written = vec![tarball, man_path];
+    written.extend(write_deb(ws, manifest, path, set, pkg, &man_text, out_dir)?);
+    written.push(write_rpm(ws, manifest, path, set, pkg, &man_text, out_dir)?);
+    Ok(written)
+}
+
+/// Debian's name of a set's architecture.
+fn deb_arch(arch: &str) -> Result<&'static str> {
+    Ok(match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => bail!("no Debian architecture known for `{other}` (x86_64, aarch64)"),
+    })
+}
+
+/// The Debian package names of the Xen releases `xen` (the toolstack's package, whose libxl
+/// starts the images).
+fn xen_utils(xen: &[String]) -> String {
+    xen.iter()
+        .map(|r| format!("xen-utils-{r}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The .deb of a package, in Debian's layout (`<name>_<version>_<arch>.deb`), and its SBOM
+/// (`<name>-<version>.spdx.json`).
+fn write_deb(
+    ws: &Workspace,
+    manifest: &Manifest,
+    path: &Path,
+    set: &Set,
+    pkg: &Package,
+    man_text: &str,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let dirs = Dirs::new(set, Layout::Debian, None, None)?;
+    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
+    let doc_rel = format!("usr/share/doc/{}", pkg.name);
+    let mut data = Tree::new();
+    for (dest, host) in &contents.images {
+        data.add_host_file(dest, host, 0o644)?;
+    }
+    add_docs(ws, path, set, &doc_rel, &mut data)?;
+    data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
+    let per_image: Vec<(String, String)> = contents
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.path.trim_start_matches('/').to_string(),
+                f.licence.clone(),
+            )
+        })
+        .collect();
+    data.add_file(
+        &format!("{doc_rel}/copyright"),
+        debian::copyright(
+            set.homepage
+                .as_deref()
+                .unwrap_or("the stubdoms source set (`cargo xtask dist --sources`)"),
+            &per_image,
+        ),
+        0o644,
+    )?;
+    let changelog = debian::changelog(
+        &pkg.name,
+        &set.version,
+        &pkg.maintainer,
+        manifest.source_date_epoch,
+    );
+    data.add_file(
+        &format!("{doc_rel}/changelog.gz"),
+        stubdoms_archive::gzip::compress(changelog.as_bytes())?,
+        0o644,
+    )?;
+    if !set.lintian_overrides.is_empty() {
+        data.add_file(
+            &format!("usr/share/lintian/overrides/{}", pkg.name),
+            debian::lintian_overrides(&pkg.name, &set.lintian_overrides),
+            0o644,
+        )?;
+    }
+    let mut tested: Vec<String> = contents.files.iter().flat_map(|f| f.xen.clone()).collect();
+    tested.sort();
+    tested.dedup();
+    let mut relations = Vec::new();
+    match &pkg.xen {
+        // Bound to one release: meant for that release's toolstack only.
+        Some(r) => {
+            relations.push(("Recommends".to_string(), xen_utils(std::slice::from_ref(r))));
+            relations.push(("Enhances".to_string(), xen_utils(std::slice::from_ref(r))));
+        }
+        None if !tested.is_empty() => {
+            relations.push(("Recommends".to_string(), xen_utils(&tested)));
+        }
+        None => {}
+    }
+    let control = deb::Control {
+        package: pkg.name.clone(),
+        version: set.version.clone(),
+        architecture: deb_arch(&set.arch)?.to_string(),
+        maintainer: pkg.maintainer.clone(),
+        section: "admin".into(),
+        priority: "optional".into(),
+        homepage: set.homepage.clone(),
+        relations,
+        summary: match &pkg.xen {
+            Some(r) => format!("{} {r}", set.summary),
+            None => set.summary.clone(),
+        },
+        description: set.description.clone(),
+    };
+    let bytes = deb::write(&control, &data, manifest.source_date_epoch)
+        .with_context(|| format!("{}: writing the .deb of {}", path.display(), pkg.name))?;
+    let out = out_dir.join(format!(
+        "{}_{}_{}.deb",
+        pkg.name, set.version, control.architecture
+    ));
+    fsx::write_atomic(&out, &bytes)?;
+    // The SBOM describes the package as the .deb installs it.
+    let cache = crate::cache::Cache::open()?;
+    let images: Vec<sbom::Image> = contents
+        .files
+        .iter()
+        .zip(&contents.inputs)
+        .map(|(f, inputs)| sbom::Image {
+            path: f.path.trim_start_matches('/').to_string(),
+            sha256: f.sha256.clone(),
+            recipe_licence: f.licence.clone(),
+            inputs: inputs.clone(),
+        })
+        .collect();
+    let doc = sbom::document(
+        &cache,
+        &pkg.name,
+        &set.version,
+        &pkg.maintainer,
+        &data,
+        &images,
+        manifest.source_date_epoch,
+    )?;
+    let sbom_path = out_dir.join(format!("{}-{}.spdx.json", pkg.name, set.version));
+    fsx::write_atomic(
+        &sbom_path,
+        (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
+    )?;
+    Ok(vec![out, sbom_path])
+}
+
+/// The .rpm of a package, in Fedora's layout (`/usr/libexec/xen/boot`):
+/// `<name>-<version>-1.<arch>.rpm`.
+fn write_rpm(
+    ws: &Workspace,
+    manifest: &Manifest,
+    path: &Path,
+    set: &Set,
+    pkg: &Package,
+    man_text: &str,
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    let dirs = Dirs::new(set, Layout::Fedora, None, None)?;
+    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
+    let doc_rel = format!("usr/share/doc/{}", pkg.name);
+    let mut data = Tree::new();
+    for (dest, host) in &contents.images {
+        data.add_host_file(dest, host, 0o644)?;
+    }
+    add_docs(ws, path, set, &doc_rel, &mut data)?;
+    data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
+    let licence_rel = format!("usr/share/licenses/{}", pkg.name);
+    for spdx in contents.licences.iter().flat_map(|l| spdx_ids(l)) {
+        let src = set
+            .licence_texts
+            .get(&spdx)
+            .with_context(|| format!("{}: no `licence-texts` entry for {spdx}", path.display()))?;
+        data.add_host_file(
+            &format!("{licence_rel}/{spdx}"),
+            &licence_text(ws, src)?,
+            0o644,
+        )?;
+    }
+    // Fedora's toolstack package; a release-bound image wants that release exactly.
+    let (recommends, conflicts) = match &pkg.xen {
+        Some(r) => (
+            vec![(
+                "xen-runtime".to_string(),
+                rpm::SENSE_GREATER | rpm::SENSE_EQUAL,
+                r.clone(),
+            )],
+            vec![(
+                "xen-runtime".to_string(),
+                rpm::SENSE_GREATER | rpm::SENSE_EQUAL,
+                next_release(r)?,
+            )],
+        ),
+        None => (
+            vec![("xen-runtime".to_string(), 0, String::new())],
+            Vec::new(),
+        ),
+    };
+    let spec = rpm::Spec {
+        name: pkg.name.clone(),
+        version: set.version.clone(),
+        release: "1".into(),
+        arch: set.arch.clone(),
+        summary: match &pkg.xen {
+            Some(r) => format!("{} {r}", set.summary),
+            None => set.summary.clone(),
+        },
+        description: set.description.clone(),
+        licence: contents
+            .licences
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        url: set.homepage.clone(),
+        packager: pkg.maintainer.clone(),
+        recommends,
+        conflicts,
+        owned_dirs: vec![doc_rel, licence_rel],
+        changelog: "- Built with cargo xtask dist from the stubdoms sources of this version."
+            .into(),
+    };
+    let bytes = rpm::write(&spec, &data, manifest.source_date_epoch)
+        .with_context(|| format!("{}: writing the .rpm of {}", path.display(), pkg.name))?;
+    let out = out_dir.join(format!(
+        "{}-{}-{}.{}.rpm",
+        spec.name, spec.version, spec.release, spec.arch
+    ));
+    fsx::write_atomic(&out, &bytes)?;
+    Ok(out)
+}
+
+/// The Xen release after `r` (`4.17` -> `4.18`).
+fn next_release(r: &str) -> Result<String> {
+    let (major, minor) = r
+        .split_once('.')
+        .and_then(|(a, b)| Some((a, b.parse::<u32>().ok()?)))
+        .with_context(|| format!("Xen release `{r}` is not MAJOR.MINOR"))?;
+    Ok(format!("{major}.{}", minor + 1))
+}
+
+/// The set's documentation files, under `doc_rel`.
+fn add_docs(ws: &Workspace, path: &Path, set: &Set, doc_rel: &str, tree: &mut Tree) -> Result<()> {
     for doc in &set.docs {
         let src = ws.root.join(doc);
         let name = Path::new(doc)
@@ -489,47 +855,77 @@ fn package(
         tree.add_host_file(&format!("{doc_rel}/{name}"), &src, 0o644)
             .with_context(|| format!("{}: doc {doc}", path.display()))?;
     }
-    // The licence text of every GPL-family component, named by its SPDX identifier.
-    for spdx in licences.iter().flat_map(|l| spdx_ids(l)) {
-        let src = set
-            .licence_texts
-            .get(&spdx)
-            .with_context(|| format!("{}: no `licence-texts` entry for {spdx}", path.display()))?;
-        let host = licence_text(ws, src)?;
-        tree.add_host_file(&format!("{doc_rel}/licences/{spdx}"), &host, 0o644)?;
+    Ok(())
+}
+
+/// What a package holds in one layout, checked against the build manifest.
+struct Contents {
+    /// (path relative to `/`, built file).
+    images: Vec<(String, PathBuf)>,
+    files: Vec<DistFile>,
+    /// The pinned inputs of each of `files`.
+    inputs: Vec<Vec<crate::lock::Blob>>,
+    licences: std::collections::BTreeSet<String>,
+    envs: std::collections::BTreeSet<String>,
+}
+
+impl Contents {
+    fn gather(
+        ws: &Workspace,
+        manifest: &Manifest,
+        path: &Path,
+        set: &Set,
+        dirs: &Dirs,
+        xen: Option<&str>,
+    ) -> Result<Contents> {
+        let mut out = Contents {
+            images: Vec::new(),
+            files: Vec::new(),
+            inputs: Vec::new(),
+            licences: Default::default(),
+            envs: Default::default(),
+        };
+        for Installed {
+            dest,
+            host,
+            recipe,
+            art,
+        } in images(ws, manifest, path, set, dirs, xen)?
+        {
+            let (sha, size) = fsx::sha256_file(&host)?;
+            if sha != art.sha256 {
+                bail!(
+                    "{} changed since it was built: run `cargo xtask build`",
+                    host.display()
+                );
+            }
+            out.envs.extend(art.build_envs.iter().cloned());
+            out.licences.insert(recipe.licence.clone());
+            let blobs = ws.recipe_blobs(recipe)?;
+            let inputs = blobs
+                .iter()
+                .map(|b| DistInput {
+                    input: b.label.clone(),
+                    sha256: b.sha256.clone(),
+                    licence: b.licence.clone(),
+                })
+                .collect();
+            out.inputs.push(blobs);
+            out.files.push(DistFile {
+                path: format!("/{dest}"),
+                sha256: sha,
+                size,
+                recipe: art.recipe.clone(),
+                variant: art.variant,
+                licence: recipe.licence.clone(),
+                xen_release: art.xen_release.clone(),
+                xen: art.xen.clone(),
+                inputs,
+            });
+            out.images.push((dest, host));
+        }
+        Ok(out)
     }
-    let dm = DistManifest {
-        set: set.name.clone(),
-        version: set.version.clone(),
-        arch: set.arch.clone(),
-        summary: set.summary.clone(),
-        layout: flags.layout,
-        install_dir: format!("/{}", dirs.boot),
-        source_date_epoch: manifest.source_date_epoch,
-        files,
-        build_environments: manifest
-            .environments
-            .iter()
-            .filter(|(name, _)| envs.contains(*name))
-            .map(|(n, e)| (n.clone(), e.clone()))
-            .collect(),
-    };
-    let man_text = serde_json::to_string_pretty(&dm)? + "\n";
-    tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
-    let mut stem = match flags.layout {
-        Layout::Upstream => format!("{}-{}-{}", set.name, set.version, set.arch),
-        other => format!("{}-{}-{}-{other}", set.name, set.version, set.arch),
-    };
-    // Packages of one set for different Xen releases must not overwrite each other.
-    if let Some(r) = &flags.xen_release {
-        stem += &format!("-xen{r}");
-    }
-    let tarball = out_dir.join(format!("{stem}.tar.gz"));
-    let bytes = tree.to_bytes(stubdoms_archive::Format::TarGz, manifest.source_date_epoch)?;
-    fsx::write_atomic(&tarball, &bytes)?;
-    let man_path = out_dir.join(format!("{stem}.manifest.json"));
-    fsx::write_atomic(&man_path, man_text.as_bytes())?;
-    Ok((tarball, man_path))
 }
 
 /// The SPDX licence identifiers in an expression (`GPL-2.0-only OR MIT` -> both).
@@ -564,7 +960,7 @@ mod tests {
 
     fn set() -> Set {
         toml::from_str(
-            "name = \"s\"\nversion = \"1\"\nsummary = \"s\"\narch = \"x86_64\"\nfile = []\nlicence-texts = {}\n",
+            "name = \"s\"\nversion = \"1\"\nsummary = \"s\"\ndescription = \"d\"\nmaintainer = \"m <m@example.org>\"\narch = \"x86_64\"\nfile = []\nlicence-texts = {}\n",
         )
         .unwrap()
     }
