@@ -62,12 +62,24 @@ impl Control {
             out += &format!("Homepage: {h}\n");
         }
         out += &format!("Description: {}\n", one_line(&self.summary));
-        for line in self.description.trim().lines() {
-            let line = line.trim_end();
-            out += if line.is_empty() { " .\n" } else { " " };
+        // Paragraphs refilled to 79 columns (lintian's limit is 80), blank lines as ` .`.
+        for (i, para) in self.description.trim().split("\n\n").enumerate() {
+            if i > 0 {
+                out += " .\n";
+            }
+            let mut line = String::new();
+            for word in para.split_whitespace() {
+                if !line.is_empty() && line.len() + 1 + word.len() > 78 {
+                    out += &format!(" {line}\n");
+                    line.clear();
+                }
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(word);
+            }
             if !line.is_empty() {
-                out += line;
-                out += "\n";
+                out += &format!(" {line}\n");
             }
         }
         Ok(out)
@@ -191,7 +203,7 @@ mod tests {
             "Package: xen-pvgrub\nVersion: 0.1.0\nArchitecture: amd64\n\
              Maintainer: Someone <someone@example.org>\nInstalled-Size: 3\n\
              Recommends: xen-utils-4.17\nSection: admin\nPriority: optional\n\
-             Description: PV-GRUB images\n First paragraph,\n two lines.\n .\n Second.\n"
+             Description: PV-GRUB images\n First paragraph, two lines.\n .\n Second.\n"
         );
         // What dpkg reads back.
         let parsed = stubdoms_archive::deb::Control::parse(&text).unwrap();

@@ -13,13 +13,13 @@ pub fn copyright(homepage: &str, images: &[(String, String)]) -> String {
          Upstream-Name: stubdoms\nSource: {homepage}\n\
          Comment: The images are built from pinned Debian source and binary packages; the\n \
          SBOM (<package>.spdx.json) and manifest.json list each input with its licence.\n\n\
-         Files: *\nCopyright: the stubdoms authors\nLicense: GPL-2.0-only\n\n"
+         Files: *\nCopyright: 2026 The stubdoms authors\nLicense: GPL-2.0-only\n\n"
     );
     let mut licences: BTreeMap<String, ()> = BTreeMap::new();
     licences.insert("GPL-2.0-only".into(), ());
     for (path, licence) in images {
         out += &format!(
-            "Files: {path}\nCopyright: the stubdoms authors and the authors of the packages it is built from\nLicense: {licence}\n\n"
+            "Files: {path}\nCopyright: 2026 The stubdoms authors, and the authors of the packages it is built from\nLicense: {licence}\n\n"
         );
         for id in super::spdx_ids(licence) {
             licences.insert(id, ());
@@ -93,19 +93,10 @@ pub fn iso8601(epoch: u64) -> String {
     )
 }
 
-/// Days since 1970-01-01 as (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
+/// (year, month, day) of a day count since 1970: the driver's one calendar conversion.
 fn civil(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    let (y, m, d) = crate::mirror::civil_from_days(days as i64);
+    (y as u64, u64::from(m), u64::from(d))
 }
 
 /// `/usr/share/lintian/overrides/<package>`: each override with its reason as the comment
