@@ -99,7 +99,7 @@ pub fn check_written(
         .cloned()
         .collect();
     if !rpms.is_empty() {
-        rpm_checks(&root, &dist_dir, &rpms)?;
+        rpm_checks(ws, &root, &dist_dir, &rpms)?;
         passed += 2;
     }
     // Last: the slowest.
@@ -109,19 +109,29 @@ pub fn check_written(
 }
 
 /// `rpm -K` (the digests rpm checks before it installs anything) and `rpmlint` over all
-/// `rpms` at once; rpmlint's errors fail.
-fn rpm_checks(root: &Root, dist_dir: &Path, rpms: &[PathBuf]) -> Result<()> {
+/// `rpms` at once, with the sets' `rpmlint-filters`; any error or warning left fails.
+fn rpm_checks(ws: &Workspace, root: &Root, dist_dir: &Path, rpms: &[PathBuf]) -> Result<()> {
     let names: Vec<String> = rpms
         .iter()
         .map(|r| file_name(r).map(|n| format!("/work/{n}")))
         .collect::<Result<_>>()?;
+    let rc_dir = ws.target.join("dist-check/rpmlint");
+    fs_err::create_dir_all(&rc_dir)?;
+    crate::fsx::write_atomic(
+        &rc_dir.join("rpmlintrc"),
+        super::rpmlintrc(&ws.root)?.as_bytes(),
+    )?;
     for (program, args) in [
         ("rpm", vec!["--dbpath", "/tmp/rpmdb", "-K", "--nosignature"]),
-        ("rpmlint", vec!["--info"]),
+        (
+            "rpmlint",
+            vec!["--info", "--strict", "--rpmlintrc", "/build/rpmlintrc"],
+        ),
     ] {
         let out = root
             .step()
             .ro(dist_dir, "/work")
+            .ro(&rc_dir, "/build")
             .cwd("/tmp")
             .command(program)?
             .args(&args)
@@ -216,22 +226,12 @@ fn spdx_validator(ws: &Workspace, cache: &Cache, root: &Root, offline: bool) -> 
         Ok(())
     };
     ui::step("pyspdxtools: a virtual environment from the pinned wheels");
-    run("python3", &["-m", "venv", "/build/venv"])?;
-    let spdx = pins
-        .wheel
-        .first()
-        .context("ci/spdx-tools.toml pins no wheel")?;
-    run(
-        "/build/venv/bin/pip",
-        &[
-            "install",
-            "--no-index",
-            "--no-cache-dir",
-            "--find-links",
-            "/build/wheels",
-            &format!("{}=={}", spdx.name, spdx.version),
-        ],
-    )?;
+    // Without pip: Debian's pip needs the CA bundle that ca-certificates' maintainer script
+    // would make, which the root lacks. A wheel is a zip of what goes into site-packages, so
+    // unpacking the pinned wheels there installs them (pyspdxtools runs as a module).
+    run("python3", &["-m", "venv", "--without-pip", "/build/venv"])?;
+    let script = "site=$(/build/venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && for w in /build/wheels/*.whl; do unzip -q -o \"$w\" -d \"$site\" || exit 1; done && /build/venv/bin/python3 -c 'import spdx_tools'";
+    run("sh", &["-c", script])?;
     fs_err::write(&stamp, stamp_text)?;
     Ok(home)
 }
@@ -244,8 +244,13 @@ fn validate_sbom(root: &Root, venv: &Path, dist_dir: &Path, sbom: &Path) -> Resu
         .ro(venv, "/build")
         .ro(dist_dir, "/work")
         .cwd("/tmp")
-        .command("/build/venv/bin/pyspdxtools")?
-        .args(["-i", &format!("/work/{name}")])
+        .command("/build/venv/bin/python3")?
+        .args([
+            "-c",
+            "import sys; from spdx_tools.spdx.clitools.pyspdxtools import main; sys.argv[0] = 'pyspdxtools'; main()",
+            "-i",
+            &format!("/work/{name}"),
+        ])
         .output()
         .context("running pyspdxtools")?;
     let said = format!(

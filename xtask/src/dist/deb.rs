@@ -62,25 +62,13 @@ impl Control {
             out += &format!("Homepage: {h}\n");
         }
         out += &format!("Description: {}\n", one_line(&self.summary));
-        // Paragraphs refilled to 79 columns (lintian's limit is 80), blank lines as ` .`.
-        for (i, para) in self.description.trim().split("\n\n").enumerate() {
-            if i > 0 {
-                out += " .\n";
-            }
-            let mut line = String::new();
-            for word in para.split_whitespace() {
-                if !line.is_empty() && line.len() + 1 + word.len() > 78 {
-                    out += &format!(" {line}\n");
-                    line.clear();
-                }
-                if !line.is_empty() {
-                    line.push(' ');
-                }
-                line.push_str(word);
-            }
-            if !line.is_empty() {
-                out += &format!(" {line}\n");
-            }
+        // Blank lines between paragraphs are ` .`.
+        for line in super::refill(&self.description) {
+            out += &if line.is_empty() {
+                " .\n".to_string()
+            } else {
+                format!(" {line}\n")
+            };
         }
         Ok(out)
     }

@@ -126,6 +126,34 @@ struct Set {
     /// Lintian tags the .deb overrides (written to its lintian overrides file) -> why.
     #[serde(default)]
     lintian_overrides: BTreeMap<String, String>,
+    /// rpmlint checks the .rpm is let off (`cargo xtask test` passes them as filters) -> why.
+    #[serde(default)]
+    rpmlint_filters: BTreeMap<String, String>,
+}
+
+/// The rpmlint filters of every set, as `rpmlintrc` lines: each check is let off only for
+/// that set's packages.
+fn rpmlintrc(root: &Path) -> Result<String> {
+    let mut out = String::new();
+    for (path, set) in load_sets(root, &[])? {
+        for (check, why) in &set.rpmlint_filters {
+            if !check
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!(
+                    "{}: rpmlint-filters: `{check}` is not an rpmlint check name",
+                    path.display()
+                );
+            }
+            out += &format!(
+                "# {}\n",
+                why.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            out += &format!("addFilter(r\"^{}[^ ]*: [EW]: {check}( |$)\")\n", set.name);
+        }
+    }
+    Ok(out)
 }
 
 fn default_prefix() -> String {
@@ -556,9 +584,7 @@ fn package(
         .trim_start_matches('/')
         .to_string();
     let mut tree = Tree::new();
-    for (dest, host) in &contents.images {
-        tree.add_host_file(dest, host, 0o644)?;
-    }
+    contents.add_images(&mut tree)?;
     add_docs(ws, path, set, &doc_rel, &mut tree)?;
     // The licence text of every GPL-family component, named by its SPDX identifier.
     for spdx in contents.licences.iter().flat_map(|l| spdx_ids(l)) {
@@ -639,9 +665,7 @@ fn write_deb(
     let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
     let doc_rel = format!("usr/share/doc/{}", pkg.name);
     let mut data = Tree::new();
-    for (dest, host) in &contents.images {
-        data.add_host_file(dest, host, 0o644)?;
-    }
+    contents.add_images(&mut data)?;
     add_docs(ws, path, set, &doc_rel, &mut data)?;
     data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
     let per_image: Vec<(String, String)> = contents
@@ -764,9 +788,7 @@ fn write_rpm(
     let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
     let doc_rel = format!("usr/share/doc/{}", pkg.name);
     let mut data = Tree::new();
-    for (dest, host) in &contents.images {
-        data.add_host_file(dest, host, 0o644)?;
-    }
+    contents.add_images(&mut data)?;
     add_docs(ws, path, set, &doc_rel, &mut data)?;
     data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
     let licence_rel = format!("usr/share/licenses/{}", pkg.name);
@@ -869,7 +891,51 @@ struct Contents {
     envs: std::collections::BTreeSet<String>,
 }
 
+/// A description's paragraphs refilled to 78 columns, an empty line between paragraphs:
+/// lintian and rpmlint both refuse lines of 80 or more.
+fn refill(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, para) in text.trim().split("\n\n").enumerate() {
+        if i > 0 {
+            out.push(String::new());
+        }
+        let mut line = String::new();
+        for word in para.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > 78 {
+                out.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() {
+            out.push(line);
+        }
+    }
+    out
+}
+
 impl Contents {
+    /// The images into `tree`. An image with the same bytes as one before it in the same
+    /// folder (the x86_64 PV and PVH images are one ELF with both entry points) becomes a
+    /// symlink to it: two names libxl's configurations use, stored once.
+    fn add_images(&self, tree: &mut Tree) -> Result<()> {
+        let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (dest, host) in &self.images {
+            let (dir, name) = dest.rsplit_once('/').unwrap_or(("", dest));
+            let (sha256, _) = fsx::sha256_file(host)?;
+            match seen.get(&(dir.to_string(), sha256.clone())) {
+                Some(first) => tree.add_symlink(dest, first)?,
+                None => {
+                    tree.add_host_file(dest, host, 0o644)?;
+                    seen.insert((dir.to_string(), sha256), name.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn gather(
         ws: &Workspace,
         manifest: &Manifest,

@@ -156,8 +156,13 @@ pub fn write(spec: &Spec, data: &Tree, mtime: u64) -> Result<Vec<u8>> {
                 mode: 0o040000 | entry.mode,
                 data: Vec::new(),
             }),
+            EntryKind::Symlink { target } => files.push(File {
+                path: path.to_string(),
+                mode: 0o120777,
+                data: target.as_bytes().to_vec(),
+            }),
             EntryKind::Dir => {}
-            _ => bail!("{path}: rpm packages of the project hold files and folders only"),
+            _ => bail!("{path}: rpm packages of the project hold files, links and folders only"),
         }
     }
     let payload_raw = cpio(&files, mtime32);
@@ -209,7 +214,12 @@ fn main_header(spec: &Spec, files: &[File], mtime: u32, payload: &[u8]) -> Heade
     h.add(1001, s(&spec.version));
     h.add(1002, s(&spec.release));
     h.add(1004, Value::I18n(spec.summary.clone()));
-    h.add(1005, Value::I18n(spec.description.trim().to_string()));
+    h.add(
+        1005,
+        Value::I18n(super::refill(&spec.description).join("\n")),
+    );
+    // Group: optional for Fedora, still asked for by rpmlint.
+    h.add(1016, Value::I18n("System Environment/Base".into()));
     h.add(1006, Value::Int32(vec![mtime]));
     h.add(1007, s("reproducible"));
     let size: u64 = files.iter().map(|f| f.data.len() as u64).sum();
@@ -248,7 +258,22 @@ fn main_header(spec: &Spec, files: &[File], mtime: u32, payload: &[u8]) -> Heade
                 .collect(),
         ),
     );
-    h.add(1036, Value::Strs(vec![String::new(); n]));
+    // A symlink's target; its size (above) is the target's length, and the payload holds it.
+    h.add(
+        1036,
+        Value::Strs(
+            files
+                .iter()
+                .map(|f| {
+                    if f.mode & 0o170000 == 0o120000 {
+                        String::from_utf8_lossy(&f.data).into_owned()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect(),
+        ),
+    );
     // %doc for the doc folder's files, nothing for the images.
     h.add(
         1037,

@@ -61,8 +61,17 @@ pub fn document(
     let mut file_sha1s = Vec::new();
     let mut all_licences = BTreeSet::new();
     for (n, (path, entry)) in data.iter().enumerate() {
-        let EntryKind::File(f) = &entry.kind else {
-            continue;
+        // An image stored as a link to an identical one is listed with the bytes it names.
+        let f = match &entry.kind {
+            EntryKind::File(f) => f,
+            EntryKind::Symlink { target } => {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                match data.get(&format!("{dir}/{target}")).map(|e| &e.kind) {
+                    Some(EntryKind::File(f)) => f,
+                    _ => continue,
+                }
+            }
+            _ => continue,
         };
         let bytes = f.read()?;
         let sha1 = format!("{:x}", sha1::Sha1::digest(&bytes));
