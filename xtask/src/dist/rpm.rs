@@ -218,15 +218,15 @@ fn main_header(spec: &Spec, files: &[File], mtime: u32, payload: &[u8]) -> Heade
         1005,
         Value::I18n(super::refill(&spec.description).join("\n")),
     );
-    // Group: optional for Fedora, still asked for by rpmlint.
-    h.add(1016, Value::I18n("System Environment/Base".into()));
     h.add(1006, Value::Int32(vec![mtime]));
     h.add(1007, s("reproducible"));
     let size: u64 = files.iter().map(|f| f.data.len() as u64).sum();
     h.add(1009, Value::Int32(vec![size as u32]));
     h.add(1014, s(&spec.licence));
     h.add(1015, s(&spec.packager));
-    h.add(1016, Value::I18n("Unspecified".into()));
+    // Group: optional for Fedora, still asked for by rpmlint (which takes `Unspecified` for
+    // none).
+    h.add(1016, Value::I18n("System Environment/Base".into()));
     if let Some(u) = &spec.url {
         h.add(1020, s(u));
     }
