@@ -234,26 +234,35 @@ fn input_package(blob: &Blob, licence: &str) -> Value {
         words.get(2).copied().unwrap_or("NOASSERTION"),
     );
     let archive = blob.archive.archive().as_str();
-    let download = match &blob.snapshot {
+    // No download URL: the project names no mirror host, and the document must not depend
+    // on the machine's mirror configuration. The purl names the package, `sourceInfo` where
+    // every Debian mirror (and, from the pin's time, the snapshot archive) keeps the file.
+    let source_info = match &blob.snapshot {
         Some(stamp) => format!(
-            "https://snapshot.debian.org/archive/{archive}/{stamp}/{}",
+            "{} in the Debian archive `{archive}`, pinned at snapshot time {stamp}",
             blob.path
         ),
-        None => format!("https://deb.debian.org/{archive}/{}", blob.path),
+        None => format!("{} in the Debian archive `{archive}`", blob.path),
     };
+    // purl versions are percent-encoded (`+` and the epoch's `:`).
+    let version_enc = version
+        .replace('%', "%25")
+        .replace('+', "%2B")
+        .replace(':', "%3A");
     let purl = match words.first() {
         Some(&"deb") => format!(
-            "pkg:deb/debian/{name}@{version}?arch={}",
+            "pkg:deb/debian/{name}@{version_enc}?arch={}",
             words.get(3).copied().unwrap_or("amd64")
         ),
-        _ => format!("pkg:deb/debian/{name}@{version}?arch=source"),
+        _ => format!("pkg:deb/debian/{name}@{version_enc}?arch=source"),
     };
     json!({
         "SPDXID": input_id(blob),
         "name": name,
         "versionInfo": version,
         "packageFileName": blob.path.rsplit('/').next().unwrap_or(&blob.path),
-        "downloadLocation": download,
+        "downloadLocation": "NOASSERTION",
+        "sourceInfo": source_info,
         "filesAnalyzed": false,
         "checksums": [{"algorithm": "SHA256", "checksumValue": blob.sha256}],
         "licenseConcluded": licence,
