@@ -627,9 +627,29 @@ fn package(
     let man_path = out_dir.join(format!("{stem}.manifest.json"));
     fsx::write_atomic(&man_path, man_text.as_bytes())?;
     let mut written = vec![tarball, man_path];
-    written.extend(write_deb(ws, manifest, path, set, pkg, &man_text, out_dir)?);
-    written.push(write_rpm(ws, manifest, path, set, pkg, &man_text, out_dir)?);
+    let job = PackageJob {
+        ws,
+        manifest,
+        path,
+        set,
+        pkg,
+        out_dir,
+    };
+    written.extend(write_deb(&job, &man_text)?);
+    written.push(write_rpm(&job, &man_text)?);
     Ok(written)
+}
+
+/// What the .deb and .rpm of one package are written from.
+#[derive(Clone, Copy)]
+struct PackageJob<'a> {
+    ws: &'a Workspace,
+    manifest: &'a Manifest,
+    /// The set's file, for messages.
+    path: &'a Path,
+    set: &'a Set,
+    pkg: &'a Package,
+    out_dir: &'a Path,
 }
 
 /// Debian's name of a set's architecture.
@@ -652,15 +672,16 @@ fn xen_utils(xen: &[String]) -> String {
 
 /// The .deb of a package, in Debian's layout (`<name>_<version>_<arch>.deb`), and its SBOM
 /// (`<name>-<version>.spdx.json`).
-fn write_deb(
-    ws: &Workspace,
-    manifest: &Manifest,
-    path: &Path,
-    set: &Set,
-    pkg: &Package,
-    man_text: &str,
-    out_dir: &Path,
-) -> Result<Vec<PathBuf>> {
+fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
+    let PackageJob {
+        ws,
+        manifest,
+        path,
+        set,
+        pkg,
+        out_dir,
+    } = *job;
+
     let dirs = Dirs::new(set, Layout::Debian, None, None)?;
     let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
     let doc_rel = format!("usr/share/doc/{}", pkg.name);
@@ -775,15 +796,16 @@ fn write_deb(
 
 /// The .rpm of a package, in Fedora's layout (`/usr/libexec/xen/boot`):
 /// `<name>-<version>-1.<arch>.rpm`.
-fn write_rpm(
-    ws: &Workspace,
-    manifest: &Manifest,
-    path: &Path,
-    set: &Set,
-    pkg: &Package,
-    man_text: &str,
-    out_dir: &Path,
-) -> Result<PathBuf> {
+fn write_rpm(job: &PackageJob, man_text: &str) -> Result<PathBuf> {
+    let PackageJob {
+        ws,
+        manifest,
+        path,
+        set,
+        pkg,
+        out_dir,
+    } = *job;
+
     let dirs = Dirs::new(set, Layout::Fedora, None, None)?;
     let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
     let doc_rel = format!("usr/share/doc/{}", pkg.name);
