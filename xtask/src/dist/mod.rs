@@ -652,6 +652,33 @@ struct PackageJob<'a> {
     out_dir: &'a Path,
 }
 
+/// Where a package's docs go in the .deb and the .rpm.
+fn doc_dir(pkg: &Package) -> String {
+    format!("usr/share/doc/{}", pkg.name)
+}
+
+impl PackageJob<'_> {
+    /// The package's files in `layout` (for the .deb or the .rpm): its images, its docs in
+    /// `usr/share/doc/<package>/` and the manifest there; and what they were gathered from.
+    fn contents(&self, layout: Layout, man_text: &str) -> Result<(Contents, Tree)> {
+        let dirs = Dirs::new(self.set, layout, None, None)?;
+        let contents = Contents::gather(
+            self.ws,
+            self.manifest,
+            self.path,
+            self.set,
+            &dirs,
+            self.pkg.xen.as_deref(),
+        )?;
+        let doc_rel = doc_dir(self.pkg);
+        let mut data = Tree::new();
+        contents.add_images(&mut data)?;
+        add_docs(self.ws, self.path, self.set, &doc_rel, &mut data)?;
+        data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
+        Ok((contents, data))
+    }
+}
+
 /// Debian's name of a set's architecture.
 fn deb_arch(arch: &str) -> Result<&'static str> {
     Ok(match arch {
@@ -674,21 +701,15 @@ fn xen_utils(xen: &[String]) -> String {
 /// (`<name>-<version>.spdx.json`).
 fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
     let PackageJob {
-        ws,
         manifest,
         path,
         set,
         pkg,
         out_dir,
+        ..
     } = *job;
-
-    let dirs = Dirs::new(set, Layout::Debian, None, None)?;
-    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
-    let doc_rel = format!("usr/share/doc/{}", pkg.name);
-    let mut data = Tree::new();
-    contents.add_images(&mut data)?;
-    add_docs(ws, path, set, &doc_rel, &mut data)?;
-    data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
+    let (contents, mut data) = job.contents(Layout::Debian, man_text)?;
+    let doc_rel = doc_dir(pkg);
     let per_image: Vec<(String, String)> = contents
         .files
         .iter()
@@ -805,14 +826,8 @@ fn write_rpm(job: &PackageJob, man_text: &str) -> Result<PathBuf> {
         pkg,
         out_dir,
     } = *job;
-
-    let dirs = Dirs::new(set, Layout::Fedora, None, None)?;
-    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
-    let doc_rel = format!("usr/share/doc/{}", pkg.name);
-    let mut data = Tree::new();
-    contents.add_images(&mut data)?;
-    add_docs(ws, path, set, &doc_rel, &mut data)?;
-    data.add_file(&format!("{doc_rel}/manifest.json"), man_text, 0o644)?;
+    let (contents, mut data) = job.contents(Layout::Fedora, man_text)?;
+    let doc_rel = doc_dir(pkg);
     let licence_rel = format!("usr/share/licenses/{}", pkg.name);
     for spdx in contents.licences.iter().flat_map(|l| spdx_ids(l)) {
         let src = set
