@@ -679,6 +679,9 @@ fn run_batch(
                         r.figures.insert(name.to_string(), value);
                     }
                     r.dom0.feed(c, r.started.elapsed());
+                    if r.check_failed.is_none() {
+                        r.check_failed = c.strip_prefix("FAILED: ").map(str::to_string);
+                    }
                     r.tail.push(&format!("dom0-check: {c}"));
                 }
                 continue;
@@ -720,6 +723,7 @@ fn run_batch(
                     figures: BTreeMap::new(),
                     timed_out: false,
                     create_failed: false,
+                    check_failed: None,
                 });
                 deadline = Instant::now() + Duration::from_secs(s.test.timeout) + SLACK;
             }
@@ -795,6 +799,9 @@ struct Running<'a> {
     figures: BTreeMap<String, f64>,
     timed_out: bool,
     create_failed: bool,
+    /// What the dom0 check gave up on (its `FAILED: ` line): the reason, which the last
+    /// console lines (its logs) have usually scrolled past.
+    check_failed: Option<String>,
 }
 
 impl Running<'_> {
@@ -811,6 +818,9 @@ impl Running<'_> {
         }
         if let Verdict::Missing { pattern, .. } = self.dom0.verdict() {
             problems.push(format!("dom0 check: waiting for /{pattern}/"));
+        }
+        if let Some(why) = &self.check_failed {
+            problems.push(format!("dom0 check failed: {why}"));
         }
         for (key, re) in &self.s.test.xenstore {
             match self.keys.get(key) {
