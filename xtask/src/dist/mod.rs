@@ -21,6 +21,7 @@ use crate::recipe;
 mod check;
 mod deb;
 mod debian;
+mod held;
 mod rpm;
 mod sbom;
 
@@ -174,6 +175,14 @@ struct SetFile {
     /// The installed name (default: the artifact's own file name).
     #[serde(default)]
     install_as: Option<String>,
+    /// Which of the recipe's inputs the file is generated from, for its SBOM and licence
+    /// (default: all of them).
+    #[serde(default)]
+    from: Option<Vec<String>>,
+    /// For an archive image (a rootfs): the files in it its build makes. Every other file
+    /// must be byte for byte a file of a pinned package ([`held`]), or `dist` fails.
+    #[serde(default)]
+    built: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -205,7 +214,14 @@ struct DistFile {
     xen_release: Option<String>,
     /// The Xen releases it is boot-tested with.
     xen: Vec<String>,
+    /// The pinned inputs it is generated from.
     inputs: Vec<DistInput>,
+    /// For an archive image (a rootfs): the pinned packages whose files it holds as they
+    /// are, and its files that are in none of them (built).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    holds: Vec<DistInput>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    built: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -439,6 +455,10 @@ struct Installed<'a> {
     host: PathBuf,
     recipe: &'a recipe::Recipe,
     art: &'a crate::builders::manifest::Artifact,
+    /// The recipe inputs it is generated from (the set file's `from`, or all).
+    from: Vec<String>,
+    /// The set file's `built`.
+    built: Option<Vec<String>>,
 }
 
 /// The set's image files as `dirs` lays them out, each checked against the manifest: of
@@ -468,6 +488,20 @@ fn images<'a>(
         })?;
         let want = f.file.as_deref().unwrap_or(&main.file);
         let name = f.install_as.clone().unwrap_or_else(|| want.to_string());
+        let from = match &f.from {
+            Some(from) => {
+                if let Some(bad) = from.iter().find(|i| !recipe.inputs.contains(i)) {
+                    bail!(
+                        "{}: {want} is said to be generated `from` {bad}, which is not among {}'s inputs ({})",
+                        path.display(),
+                        f.recipe,
+                        recipe.inputs.join(", ")
+                    );
+                }
+                from.clone()
+            }
+            None => recipe.inputs.clone(),
+        };
         if name.contains('/') || name.is_empty() {
             bail!(
                 "{}: install-as `{name}` must be a plain file name",
@@ -525,6 +559,8 @@ fn images<'a>(
                 host: ws.target.join("images").join(art.rel_path()),
                 recipe,
                 art,
+                from: from.clone(),
+                built: f.built.clone(),
             });
         }
     }
@@ -791,11 +827,14 @@ fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
         .files
         .iter()
         .zip(&contents.inputs)
-        .map(|(f, inputs)| sbom::Image {
+        .zip(&contents.held)
+        .map(|((f, inputs), held)| sbom::Image {
             path: f.path.trim_start_matches('/').to_string(),
             sha256: f.sha256.clone(),
             recipe_licence: f.licence.clone(),
             inputs: inputs.clone(),
+            held: held.packages.clone(),
+            copyrights: held.copyrights.clone(),
         })
         .collect();
     let doc = sbom::document(
@@ -924,8 +963,70 @@ struct Contents {
     files: Vec<DistFile>,
     /// The pinned inputs of each of `files`.
     inputs: Vec<Vec<crate::lock::Blob>>,
+    /// What each of `files` holds ([`held`]).
+    held: Vec<held::Held>,
     licences: std::collections::BTreeSet<String>,
     envs: std::collections::BTreeSet<String>,
+}
+
+/// An archive image's files that are in no pinned package must be those the set file says
+/// its build makes: anything else came from somewhere nothing pins.
+fn check_built(
+    path: &Path,
+    file: &str,
+    held: Option<&held::Held>,
+    declared: Option<Vec<String>>,
+) -> Result<()> {
+    match (held, declared) {
+        (Some(h), Some(mut declared)) => {
+            declared.sort();
+            if h.built != declared {
+                bail!(
+                    "{}: {file} holds files that are in no pinned package: {}; the set says its build makes {}. Fix the build, or `built` if the build now makes them",
+                    path.display(),
+                    h.built.join(", "),
+                    declared.join(", ")
+                );
+            }
+        }
+        (Some(h), None) => bail!(
+            "{}: {file} is an archive: list in `built` the files its build makes ({}), so that dist can check the others come from pinned packages",
+            path.display(),
+            h.built.join(", ")
+        ),
+        (None, Some(_)) => bail!(
+            "{}: {file} is no archive: `built` is for archive images (a rootfs)",
+            path.display()
+        ),
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// The packages an image of `recipe` may hold files of, each unpacked: those of the build
+/// environments it was built in, and the recipe's Debian inputs.
+fn held_candidates(
+    ws: &Workspace,
+    cache: &crate::cache::Cache,
+    recipe: &recipe::Recipe,
+    art: &crate::builders::manifest::Artifact,
+) -> Result<Vec<(crate::lock::Blob, PathBuf)>> {
+    let mut blobs = Vec::new();
+    for env in &art.build_envs {
+        blobs.extend(ws.lock.env(env)?.blobs()?);
+    }
+    for input in &recipe.inputs {
+        if let crate::lock::Resolved::Debs(_) = ws.lock.resolve(input)? {
+            blobs.extend(ws.lock.resolve(input)?.blobs()?);
+        }
+    }
+    blobs
+        .into_iter()
+        .map(|b| {
+            let tree = cache.unpacked_deb(&b)?;
+            Ok((b, tree))
+        })
+        .collect()
 }
 
 /// A description's paragraphs refilled to 78 columns, an empty line between paragraphs:
@@ -985,14 +1086,18 @@ impl Contents {
             images: Vec::new(),
             files: Vec::new(),
             inputs: Vec::new(),
+            held: Vec::new(),
             licences: Default::default(),
             envs: Default::default(),
         };
+        let cache = crate::cache::Cache::open()?;
         for Installed {
             dest,
             host,
             recipe,
             art,
+            from,
+            built,
         } in images(ws, manifest, path, set, dirs, xen)?
         {
             let (sha, size) = fsx::sha256_file(&host)?;
@@ -1004,15 +1109,21 @@ impl Contents {
             }
             out.envs.extend(art.build_envs.iter().cloned());
             out.licences.insert(recipe.licence.clone());
-            let blobs = ws.recipe_blobs(recipe)?;
-            let inputs = blobs
-                .iter()
-                .map(|b| DistInput {
-                    input: b.label.clone(),
-                    sha256: b.sha256.clone(),
-                    licence: b.licence.clone(),
-                })
-                .collect();
+            let mut blobs = Vec::new();
+            for input in &from {
+                blobs.extend(ws.lock.resolve(input)?.blobs()?);
+            }
+            let held = held::held(&host, || held_candidates(ws, &cache, recipe, art))
+                .with_context(|| format!("finding the packages {} holds", host.display()))?;
+            check_built(path, &art.file, held.as_ref(), built)?;
+            let held = held.unwrap_or_default();
+            let dist_input = |b: &crate::lock::Blob| DistInput {
+                input: b.label.clone(),
+                sha256: b.sha256.clone(),
+                licence: b.licence.clone(),
+            };
+            let inputs = blobs.iter().map(dist_input).collect();
+            let holds = held.packages.iter().map(dist_input).collect();
             out.inputs.push(blobs);
             out.files.push(DistFile {
                 path: format!("/{dest}"),
@@ -1024,7 +1135,10 @@ impl Contents {
                 xen_release: art.xen_release.clone(),
                 xen: art.xen.clone(),
                 inputs,
+                holds,
+                built: held.built.clone(),
             });
+            out.held.push(held);
             out.images.push((dest, host));
         }
         Ok(out)
@@ -1060,6 +1174,28 @@ fn licence_text(ws: &Workspace, src: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archive_holds_only_pinned_files_and_those_its_build_makes() {
+        let p = Path::new("images/x.toml");
+        let h = held::Held {
+            built: vec!["init".into(), "usr/bin/qemu".into()],
+            ..Default::default()
+        };
+        let list = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect());
+        check_built(p, "rootfs", Some(&h), list(&["usr/bin/qemu", "init"])).unwrap();
+        let e = check_built(p, "rootfs", Some(&h), list(&["init"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("in no pinned package: init, usr/bin/qemu"),
+            "{e}"
+        );
+        let e = check_built(p, "rootfs", Some(&h), None).unwrap_err();
+        assert!(e.to_string().contains("list in `built`"), "{e}");
+        let e = check_built(p, "kernel", None, list(&["init"])).unwrap_err();
+        assert!(e.to_string().contains("is no archive"), "{e}");
+        check_built(p, "kernel", None, None).unwrap();
+    }
 
     fn set() -> Set {
         toml::from_str(

@@ -5,16 +5,23 @@
 //! the document DESCRIBES the package, the package CONTAINS its files, each image file is
 //! GENERATED_FROM its image, each image GENERATED_FROM its inputs.
 //!
-//! Licences come from the machine-readable `copyright` files of the binary packages
-//! ([`copyright_licences`]); a source package, whose copyright file is inside its debian
-//! tarball, carries the licence its pin records. An image's concluded licence is the AND of
-//! its recipe's licence and everything its inputs' files say, not one recipe-wide value.
+//! An image is GENERATED_FROM the inputs it is built from (the set file's `from`) and
+//! CONTAINS the packages whose files it holds as they are (a rootfs's libraries and ROMs,
+//! found from its bytes: [`super::held`]).
+//!
+//! Licences come from the machine-readable `copyright` files ([`copyright_licences`]): a
+//! binary package's, a source package's `debian/copyright` from its debian tarball; an
+//! input whose file is not machine-readable carries the licence its pin records. An image's
+//! concluded licence is the AND of its recipe's licence and what its inputs and the
+//! packages it holds say, not one recipe-wide value.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Result;
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use stubdoms_archive::{EntryKind, Tree};
+use stubdoms_archive::{Compression, EntryKind, Tree};
 
 use sha2::Digest;
 
@@ -28,7 +35,12 @@ pub struct Image {
     pub path: String,
     pub sha256: String,
     pub recipe_licence: String,
+    /// The pinned inputs it is generated from.
     pub inputs: Vec<Blob>,
+    /// The pinned packages whose files it holds as they are (a rootfs's libraries).
+    pub held: Vec<Blob>,
+    /// Copyright files of `held` packages found elsewhere than in their own tree, by sha256.
+    pub copyrights: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// The SBOM document of package `name` `version` whose files are `data`.
@@ -52,10 +64,16 @@ pub fn document(
     })];
     // Inputs once each, by sha256, with their licences.
     let mut inputs: BTreeMap<String, (Blob, String)> = BTreeMap::new();
-    for blob in images.iter().flat_map(|i| &i.inputs) {
+    let all: Vec<&Blob> = images
+        .iter()
+        .flat_map(|i| i.inputs.iter().chain(&i.held))
+        .collect();
+    let copyrights: BTreeMap<_, _> = images.iter().flat_map(|i| &i.copyrights).collect();
+    for blob in &all {
         if !inputs.contains_key(&blob.sha256) {
-            let licence = input_licence(cache, blob, &mut extracted)?;
-            inputs.insert(blob.sha256.clone(), (blob.clone(), licence));
+            let found = copyrights.get(&blob.sha256).copied();
+            let licence = input_licence(cache, blob, found, &all, &mut extracted)?;
+            inputs.insert(blob.sha256.clone(), ((*blob).clone(), licence));
         }
     }
     let mut file_sha1s = Vec::new();
@@ -83,7 +101,7 @@ pub fn document(
             Some(i) => {
                 let mut ids = BTreeSet::new();
                 ids.insert(paren(&i.recipe_licence));
-                for b in &i.inputs {
+                for b in i.inputs.iter().chain(&i.held) {
                     if let Some((_, l)) = inputs.get(&b.sha256) {
                         if l != "NOASSERTION" {
                             ids.insert(paren(l));
@@ -136,6 +154,13 @@ pub fn document(
                 relations.push(json!({
                     "spdxElementId": image_id,
                     "relationshipType": "GENERATED_FROM",
+                    "relatedSpdxElement": input_id(b),
+                }));
+            }
+            for b in &i.held {
+                relations.push(json!({
+                    "spdxElementId": image_id,
+                    "relationshipType": "CONTAINS",
                     "relatedSpdxElement": input_id(b),
                 }));
             }
@@ -276,23 +301,50 @@ fn input_package(blob: &Blob, licence: &str) -> Value {
     })
 }
 
-/// An input's licence: from its copyright file for a binary package, else its pin's.
+/// An input's licence, from its copyright file: a binary package's
+/// `/usr/share/doc/NAME/copyright` (or `copyright`, where [`super::held`] found it in
+/// another package), a source package's `debian/copyright` in its debian tarball (found
+/// among `all`). A machine-readable file gives SPDX expressions; one in prose becomes a
+/// `LicenseRef-` whose extracted text is the file itself. With no file, the pin's licence.
 fn input_licence(
     cache: &Cache,
     blob: &Blob,
+    copyright: Option<&std::path::PathBuf>,
+    all: &[&Blob],
     extracted: &mut BTreeMap<String, String>,
 ) -> Result<String> {
     let words: Vec<&str> = blob.label.split_whitespace().collect();
-    if words.first() == Some(&"deb") {
-        if let Some(name) = words.get(1) {
-            let dir = cache.unpacked_deb(blob)?;
-            let copyright = dir.join("usr/share/doc").join(name).join("copyright");
-            if let Ok(text) = fs_err::read_to_string(&copyright) {
-                let ids = copyright_licences(&text, extracted, name);
-                if !ids.is_empty() {
-                    return Ok(ids.join(" AND "));
-                }
+    let text = match words[..] {
+        ["deb", name, ..] => {
+            let own = cache
+                .unpacked_deb(blob)?
+                .join("usr/share/doc")
+                .join(name)
+                .join("copyright");
+            fs_err::read_to_string(copyright.unwrap_or(&own)).ok()
+        }
+        ["source", name, version, ..] => {
+            let debian = all.iter().find(|b| {
+                let w: Vec<&str> = b.label.split_whitespace().collect();
+                w.len() == 4 && w[..3] == ["source", name, version] && w[3].contains(".debian.tar.")
+            });
+            match debian {
+                Some(d) => debian_copyright(&cache.get(d)?)
+                    .with_context(|| format!("reading debian/copyright from {d}"))?,
+                None => None,
             }
+        }
+        _ => None,
+    };
+    if let (Some(text), Some(name)) = (text, words.get(1)) {
+        let ids = copyright_licences(&text, extracted, name);
+        if !ids.is_empty() {
+            return Ok(ids.join(" AND "));
+        }
+        if !text.trim().is_empty() {
+            let id = format!("LicenseRef-{}-copyright", spdx_id_part(name));
+            extracted.entry(id.clone()).or_insert(text);
+            return Ok(id);
         }
     }
     Ok(if blob.licence.is_empty() {
@@ -300,6 +352,32 @@ fn input_licence(
     } else {
         blob.licence.clone()
     })
+}
+
+/// `debian/copyright` from a source package's debian tarball, if it has one.
+fn debian_copyright(tarball: &std::path::Path) -> Result<Option<String>> {
+    let mut file = std::io::BufReader::new(fs_err::File::open(tarball)?);
+    let magic = Compression::from_magic(std::io::BufRead::fill_buf(&mut file)?);
+    let reader: Box<dyn Read> = match magic {
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(file)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::None => Box::new(file),
+        other => bail!(
+            "{}: {other:?} debian tarballs are not read",
+            tarball.display()
+        ),
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.trim_start_matches("./") == "debian/copyright" {
+            let mut text = String::new();
+            entry.read_to_string(&mut text)?;
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
 }
 
 /// The licences a machine-readable (DEP-5) `copyright` file names for its files, as SPDX
@@ -439,6 +517,36 @@ mod tests {
         assert!(extracted.contains_key("LicenseRef-public-domain"));
         let mut none = BTreeMap::new();
         assert!(copyright_licences("This is x, GPL.\n", &mut none, "x").is_empty());
+    }
+
+    #[test]
+    fn a_source_packages_copyright_comes_from_its_debian_tarball() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, text) in [
+            ("debian/control", "Source: x\n"),
+            (
+                "debian/copyright",
+                "Format: x\n\nFiles: *\nLicense: GPL-2\n",
+            ),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, path, text.as_bytes()).unwrap();
+        }
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        std::io::Write::write_all(&mut xz, &tar.into_inner().unwrap()).unwrap();
+        let path =
+            std::env::temp_dir().join(format!("stubdoms-sbom-{}.tar.xz", std::process::id()));
+        fs_err::write(&path, xz.finish().unwrap()).unwrap();
+        let text = debian_copyright(&path).unwrap().unwrap();
+        let _ = fs_err::remove_file(&path);
+        let mut extracted = BTreeMap::new();
+        assert_eq!(
+            copyright_licences(&text, &mut extracted, "x"),
+            ["GPL-2.0-only"]
+        );
     }
 
     #[test]
