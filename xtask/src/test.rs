@@ -12,56 +12,67 @@ use crate::workspace::Workspace;
 const FAST: [&str; 2] = ["rust-stubdom", "c-stubdom"];
 
 pub fn run(ws: &Workspace) -> Result<()> {
+    let mut phases = Phases::default();
     let host_before = host_packages()?;
-    let sandbox_checks = crate::sandbox::check(ws)?;
     let cache = Cache::open()?;
-    let root = crate::buildenv::fetched_root(ws, &cache, crate::buildenv::BUILD, false)?;
-    let env_checks = build_env_checks(&root)?;
-    let lints = lint(ws, &cache, &root)?;
-    let mut env = tool_links(ws, &root)?;
-    // The ABI crate is checked against the Xen headers QEMU is compiled against, with the
-    // build environment's compiler (and its arm64 cross compiler for the aarch64 layout).
-    env.push(("XEN_ABI_CC".into(), "stubdoms-cc".into()));
-    env.push((
-        "XEN_ABI_AARCH64_CC".into(),
-        "stubdoms-aarch64-linux-gnu-gcc".into(),
-    ));
-    env.push((
-        "XEN_INCLUDE_DIR".into(),
-        root.dir.join("usr/include").display().to_string(),
-    ));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    cargo(ws, &["test", "--workspace"], &env, "workspace tests")?;
+    let (sandbox_checks, root, env_checks) = phases.run("build environment checks", || {
+        let sandbox_checks = crate::sandbox::check(ws)?;
+        let root = crate::buildenv::fetched_root(ws, &cache, crate::buildenv::BUILD, false)?;
+        let env_checks = build_env_checks(&root)?;
+        Ok((sandbox_checks, root, env_checks))
+    })?;
+    let lints = phases.run("lints", || lint(ws, &cache, &root))?;
+    phases.run("workspace tests", || {
+        let mut env = tool_links(ws, &root)?;
+        // The ABI crate is checked against the Xen headers QEMU is compiled against, with the
+        // build environment's compiler (and its arm64 cross compiler for the aarch64 layout).
+        env.push(("XEN_ABI_CC".into(), "stubdoms-cc".into()));
+        env.push((
+            "XEN_ABI_AARCH64_CC".into(),
+            "stubdoms-aarch64-linux-gnu-gcc".into(),
+        ));
+        env.push((
+            "XEN_INCLUDE_DIR".into(),
+            root.dir.join("usr/include").display().to_string(),
+        ));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        cargo(ws, &["test", "--workspace"], &env, "workspace tests")
+    })?;
     ui::step("boot tests");
-    let boots = crate::boot::run(
-        ws,
-        &[],
-        &crate::boot::Flags {
-            variant: None,
-            machine: None,
-            keep: false,
-            offline: false,
-            baselines: false,
-        },
-    )?;
+    let boots = phases.run("boot tests (images built first)", || {
+        crate::boot::run(
+            ws,
+            &[],
+            &crate::boot::Flags {
+                variant: None,
+                machine: None,
+                keep: false,
+                offline: false,
+                baselines: false,
+            },
+        )
+    })?;
     ui::step("the flake, evaluated by the pinned Nix against a stand-in for nixpkgs");
-    let flake = crate::nixeval::check(ws, &cache)?;
+    let flake = phases.run("flake evaluation", || crate::nixeval::check(ws, &cache))?;
     ui::step("template: new-stubdom in a copy of the workspace, then build and boot-test it");
-    template(ws)?;
+    phases.run("template", || template(ws))?;
     ui::step("distribution packages: lintian, rpmlint, dpkg --root, the SBOMs");
-    let packages = crate::dist::check(ws, &cache)?;
+    let packages = phases.run("package checks", || crate::dist::check(ws, &cache))?;
     // The machine whose Xen is compiled (x86_32) is left to `cargo xtask repro`: building
     // that hypervisor twice from scratch would add five minutes to every run.
     ui::step("reproducibility of the fast payloads and the machines assembled from packages");
-    let identical = crate::repro::run(
-        ws,
-        &FAST.map(String::from),
-        crate::repro::Machines::Assembled,
-    )?;
+    let identical = phases.run("reproducibility", || {
+        crate::repro::run(
+            ws,
+            &FAST.map(String::from),
+            crate::repro::Machines::Assembled,
+        )
+    })?;
     ui::step("host: package state and apt sources unchanged by the run");
     if host_packages()? != host_before {
         bail!("the host's dpkg status or apt sources changed during the test run: something installed packages or edited apt's configuration");
     }
+    phases.print();
     // The host check, the sandbox and build environment checks, the lints, the workspace
     // tests, each boot test, the template check, the package checks, each artifact found
     // identical: every one of them a check that ran and passed.
@@ -78,6 +89,27 @@ pub fn run(ws: &Workspace) -> Result<()> {
             + identical
     );
     Ok(())
+}
+
+/// How long each part of `test` took, printed at its end: where a run's time goes.
+#[derive(Default)]
+struct Phases(Vec<(&'static str, std::time::Duration)>);
+
+impl Phases {
+    fn run<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        let out = f();
+        self.0.push((name, started.elapsed()));
+        out
+    }
+
+    fn print(&self) {
+        println!("time per part:");
+        for (name, d) in &self.0 {
+            let s = d.as_secs();
+            println!("  {name:<34} {:>3}:{:02}", s / 60, s % 60);
+        }
+    }
 }
 
 /// `cargo xtask lint`: the formatting check, clippy of the host code (the host's toolchain)
