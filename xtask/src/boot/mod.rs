@@ -333,8 +333,10 @@ fn resolve(
         None => None,
     };
     let installed = match &test.installed {
-        Some(i) => crate::dist::installed_images(ws, &i.set, i.layout, &m.spec.xen)
-            .with_context(|| format!("{id}: installing set {} ({} layout)", i.set, i.layout))?,
+        Some(i) => {
+            crate::dist::installed_images(ws, &i.set, i.layout, test.variant, &m.spec.xen)
+                .with_context(|| format!("{id}: installing set {} ({} layout)", i.set, i.layout))?
+        }
         None => Vec::new(),
     };
     Ok(Scenario {

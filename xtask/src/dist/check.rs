@@ -22,7 +22,8 @@ use crate::workspace::Workspace;
 pub const ENV: &str = "trixie-check";
 
 /// Where Debian's libxl looks for what each package installs, independently of how `dist`
-/// lays packages out: (package, files). `{r}` is the package's Xen release: Debian builds
+/// lays packages out: (package, files), a package of another architecture than amd64
+/// spelt `package:arch` as dpkg does. `{r}` is the package's Xen release: Debian builds
 /// each release's libxl with its firmware folder (`libxl__xenfirmwaredir_path`) in
 /// `/usr/lib/xen-<release>/boot`, where libxl opens `qemu-stubdom-linux-kernel` and
 /// `-rootfs` (libxl_dm.c); PV-GRUB and the examples are named by path in guest
@@ -48,6 +49,13 @@ const WHERE_LIBXL_LOOKS: &[(&str, &[&str])] = &[
         &[
             "usr/lib/xen/boot/rust-stubdom-x86_64-pv.elf",
             "usr/lib/xen/boot/rust-stubdom-x86_64-pvh.elf",
+        ],
+    ),
+    (
+        "xen-stubdom-examples:arm64",
+        &[
+            "usr/lib/xen/boot/rust-stubdom-aarch64.Image",
+            "usr/lib/xen/boot/c-stubdom-aarch64.Image",
         ],
     ),
 ];
@@ -340,6 +348,10 @@ fn dpkg_install(ws: &Workspace, root: &Root, dist_dir: &Path, deb: &Path) -> Res
     fs_err::write(admin.join("status"), "")?;
     fs_err::write(admin.join("available"), "")?;
     let name = file_name(deb)?;
+    // A package for arm64 hosts installs into the scratch root all the same: its images are
+    // data for the arm64 host's Xen, nothing here runs them.
+    let arch = control.architecture.clone().unwrap_or_default();
+    let foreign = arch != "amd64";
     let run = |args: &[&str]| -> Result<String> {
         let out = root
             .step()
@@ -357,6 +369,7 @@ fn dpkg_install(ws: &Workspace, root: &Root, dist_dir: &Path, deb: &Path) -> Res
                 "--log",
                 "/dev/null",
             ])
+            .args(foreign.then_some("--force-architecture"))
             .args(args)
             .output()
             .context("running dpkg in trixie-check")?;
@@ -379,7 +392,10 @@ fn dpkg_install(ws: &Workspace, root: &Root, dist_dir: &Path, deb: &Path) -> Res
         );
     }
     let listed = run(&["--listfiles", &control.package])?;
-    let expected = expected_files(&control.package)?;
+    let expected = expected_files(&match foreign {
+        true => format!("{}:{arch}", control.package),
+        false => control.package.clone(),
+    })?;
     for rel in &expected {
         if !listed.lines().any(|l| l == format!("/{rel}")) {
             bail!(
@@ -450,6 +466,10 @@ mod tests {
             ]
         );
         assert_eq!(super::expected_files("xen-pvgrub").unwrap().len(), 3);
+        assert_eq!(
+            super::expected_files("xen-stubdom-examples:arm64").unwrap()[0],
+            "usr/lib/xen/boot/rust-stubdom-aarch64.Image"
+        );
         assert!(super::expected_files("xen-pvgrubx").is_err());
     }
 }

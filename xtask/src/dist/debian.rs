@@ -12,7 +12,7 @@ pub fn copyright(homepage: &str, images: &[(String, String)]) -> String {
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
          Upstream-Name: stubdoms\nSource: {homepage}\n\
          Comment: The images are built from pinned Debian source and binary packages; the\n \
-         SBOM (<package>.spdx.json) and manifest.json list each input with its licence.\n\n\
+         SBOM (<package>-<version>-<arch>.spdx.json) and manifest.json list each input with its licence.\n\n\
          Files: *\nCopyright: 2026 The stubdoms authors\nLicense: GPL-2.0-only\n\n"
     );
     let mut licences: BTreeMap<String, ()> = BTreeMap::new();

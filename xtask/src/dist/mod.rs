@@ -111,8 +111,6 @@ struct Set {
     /// images (for images bound to a release, such as the ioemu stub domain's).
     #[serde(default)]
     per_xen_release: bool,
-    /// The host architecture the images are for (`x86_64`, `aarch64`).
-    arch: String,
     #[serde(default = "default_prefix")]
     prefix: String,
     #[serde(default = "default_libexecdir")]
@@ -259,8 +257,15 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
     fs_err::create_dir_all(&out_dir)?;
     let mut written = Vec::new();
     for (path, set) in &sets {
-        for xen in packages_of(ws, path, set, flags.xen_release.as_deref())? {
-            let pkg = Package::new(set, xen.as_deref(), flags);
+        // One package per host architecture of its files (and per Xen release).
+        let arches: std::collections::BTreeSet<&'static str> =
+            set.files.iter().map(|f| host_arch(f.variant)).collect();
+        let releases = packages_of(ws, path, set, flags.xen_release.as_deref())?;
+        for (arch, xen) in arches
+            .into_iter()
+            .flat_map(|a| releases.iter().map(move |x| (a, x)))
+        {
+            let pkg = Package::new(set, arch, xen.as_deref(), flags);
             written.extend(
                 package(ws, &manifest, path, set, &pkg, flags, &out_dir)
                     .with_context(|| format!("packaging {} ({})", path.display(), pkg.name))?,
@@ -300,21 +305,34 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
 /// What `dist` writes, by file name ending: what SHA256SUMS covers.
 const PACKAGE_SUFFIXES: &[&str] = &[".tar.gz", ".manifest.json", ".deb", ".rpm", ".spdx.json"];
 
-/// One package of a set: its name, and the Xen release its images are for, if one.
+/// One package of a set: its name, the host architecture its images are for, and the Xen
+/// release, if one.
 struct Package {
     name: String,
+    /// `x86_64` or `aarch64` ([`host_arch`]).
+    arch: &'static str,
     xen: Option<String>,
     maintainer: String,
 }
 
+/// The architecture of the Xen hosts that run a variant's images: 32-bit PV guests run
+/// on x86_64 hosts.
+fn host_arch(v: Variant) -> &'static str {
+    match v {
+        Variant::Aarch64 => "aarch64",
+        Variant::X86_64Pv | Variant::X86_64Pvh | Variant::X86_32Pv => "x86_64",
+    }
+}
+
 impl Package {
-    fn new(set: &Set, xen: Option<&str>, flags: &Flags) -> Package {
+    fn new(set: &Set, arch: &'static str, xen: Option<&str>, flags: &Flags) -> Package {
         let name = match (set.per_xen_release, xen) {
             (true, Some(r)) => format!("{}-{r}", set.name),
             _ => set.name.clone(),
         };
         Package {
             name,
+            arch,
             xen: xen.map(str::to_string),
             maintainer: flags
                 .maintainer
@@ -461,18 +479,20 @@ struct Installed<'a> {
     built: Option<Vec<String>>,
 }
 
-/// The set's image files as `dirs` lays them out, each checked against the manifest: of
-/// an image built per Xen release, every release's (only `xen`'s if given).
+/// The set's image files for hosts of `arch` as `dirs` lays them out, each checked against
+/// the manifest: of an image built per Xen release, every release's (only `xen`'s if
+/// given).
 fn images<'a>(
     ws: &'a Workspace,
     manifest: &'a Manifest,
     path: &Path,
     set: &Set,
     dirs: &Dirs,
+    arch: &str,
     xen: Option<&str>,
 ) -> Result<Vec<Installed<'a>>> {
     let mut out: Vec<Installed> = Vec::new();
-    for f in &set.files {
+    for f in set.files.iter().filter(|f| host_arch(f.variant) == arch) {
         let recipe = ws
             .recipes
             .iter()
@@ -568,19 +588,21 @@ fn images<'a>(
 }
 
 /// The image files of distribution set `name` as `layout` installs them for a host of Xen
-/// release `xen`: (path relative to `/`, built file). For boot scenarios that install a set
-/// into the test dom0; the images must be built.
+/// release `xen` that boots `variant`: (path relative to `/`, built file). For boot
+/// scenarios that install a set into the test dom0; the images must be built.
 pub fn installed_images(
     ws: &Workspace,
     name: &str,
     layout: Layout,
+    variant: Variant,
     xen: &str,
 ) -> Result<Vec<(String, PathBuf)>> {
+    let arch = host_arch(variant);
     let sets = load_sets(&ws.root, &[name.to_string()])?;
     let (path, set) = sets.first().context("no such set")?;
     let manifest = Manifest::load(&ws.target.join("images"))?;
     let dirs = Dirs::new(set, layout, None, None)?;
-    Ok(images(ws, &manifest, path, set, &dirs, Some(xen))?
+    Ok(images(ws, &manifest, path, set, &dirs, arch, Some(xen))?
         .into_iter()
         .map(|i| (i.dest, i.host))
         .collect())
@@ -615,7 +637,7 @@ fn package(
         flags.prefix.as_deref(),
         flags.libexecdir.as_deref(),
     )?;
-    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg.xen.as_deref())?;
+    let contents = Contents::gather(ws, manifest, path, set, &dirs, pkg)?;
     let doc_rel = format!("{}/share/doc/{}", dirs.prefix, pkg.name)
         .trim_start_matches('/')
         .to_string();
@@ -634,7 +656,7 @@ fn package(
     let dm = DistManifest {
         set: pkg.name.clone(),
         version: set.version.clone(),
-        arch: set.arch.clone(),
+        arch: pkg.arch.to_string(),
         summary: set.summary.clone(),
         layout: flags.layout,
         install_dir: format!("/{}", dirs.boot),
@@ -650,8 +672,8 @@ fn package(
     let man_text = serde_json::to_string_pretty(&dm)? + "\n";
     tree.add_file(&format!("{doc_rel}/manifest.json"), man_text.clone(), 0o644)?;
     let mut stem = match flags.layout {
-        Layout::Upstream => format!("{}-{}-{}", pkg.name, set.version, set.arch),
-        other => format!("{}-{}-{}-{other}", pkg.name, set.version, set.arch),
+        Layout::Upstream => format!("{}-{}-{}", pkg.name, set.version, pkg.arch),
+        other => format!("{}-{}-{}-{other}", pkg.name, set.version, pkg.arch),
     };
     // Packages of one set for different Xen releases must not overwrite each other.
     if let (Some(r), false) = (&pkg.xen, set.per_xen_release) {
@@ -698,14 +720,8 @@ impl PackageJob<'_> {
     /// `usr/share/doc/<package>/` and the manifest there; and what they were gathered from.
     fn contents(&self, layout: Layout, man_text: &str) -> Result<(Contents, Tree)> {
         let dirs = Dirs::new(self.set, layout, None, None)?;
-        let contents = Contents::gather(
-            self.ws,
-            self.manifest,
-            self.path,
-            self.set,
-            &dirs,
-            self.pkg.xen.as_deref(),
-        )?;
+        let contents =
+            Contents::gather(self.ws, self.manifest, self.path, self.set, &dirs, self.pkg)?;
         let doc_rel = doc_dir(self.pkg);
         let mut data = Tree::new();
         contents.add_images(&mut data)?;
@@ -734,7 +750,7 @@ fn xen_utils(xen: &[String]) -> String {
 }
 
 /// The .deb of a package, in Debian's layout (`<name>_<version>_<arch>.deb`), and its SBOM
-/// (`<name>-<version>.spdx.json`).
+/// (`<name>-<version>-<arch>.spdx.json`).
 fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
     let PackageJob {
         manifest,
@@ -802,7 +818,7 @@ fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
     let control = deb::Control {
         package: pkg.name.clone(),
         version: set.version.clone(),
-        architecture: deb_arch(&set.arch)?.to_string(),
+        architecture: deb_arch(pkg.arch)?.to_string(),
         maintainer: pkg.maintainer.clone(),
         section: "admin".into(),
         priority: "optional".into(),
@@ -846,7 +862,10 @@ fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
         &images,
         manifest.source_date_epoch,
     )?;
-    let sbom_path = out_dir.join(format!("{}-{}.spdx.json", pkg.name, set.version));
+    let sbom_path = out_dir.join(format!(
+        "{}-{}-{}.spdx.json",
+        pkg.name, set.version, pkg.arch
+    ));
     fsx::write_atomic(
         &sbom_path,
         (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
@@ -902,7 +921,7 @@ fn write_rpm(job: &PackageJob, man_text: &str) -> Result<PathBuf> {
         name: pkg.name.clone(),
         version: set.version.clone(),
         release: "1".into(),
-        arch: set.arch.clone(),
+        arch: pkg.arch.to_string(),
         summary: match &pkg.xen {
             Some(r) => format!("{} {r}", set.summary),
             None => set.summary.clone(),
@@ -1080,7 +1099,7 @@ impl Contents {
         path: &Path,
         set: &Set,
         dirs: &Dirs,
-        xen: Option<&str>,
+        pkg: &Package,
     ) -> Result<Contents> {
         let mut out = Contents {
             images: Vec::new(),
@@ -1098,7 +1117,7 @@ impl Contents {
             art,
             from,
             built,
-        } in images(ws, manifest, path, set, dirs, xen)?
+        } in images(ws, manifest, path, set, dirs, pkg.arch, pkg.xen.as_deref())?
         {
             let (sha, size) = fsx::sha256_file(&host)?;
             if sha != art.sha256 {
@@ -1199,7 +1218,7 @@ mod tests {
 
     fn set() -> Set {
         toml::from_str(
-            "name = \"s\"\nversion = \"1\"\nsummary = \"s\"\ndescription = \"d\"\nmaintainer = \"m <m@example.org>\"\narch = \"x86_64\"\nfile = []\nlicence-texts = {}\n",
+            "name = \"s\"\nversion = \"1\"\nsummary = \"s\"\ndescription = \"d\"\nmaintainer = \"m <m@example.org>\"\nfile = []\nlicence-texts = {}\n",
         )
         .unwrap()
     }

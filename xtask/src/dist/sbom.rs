@@ -1,4 +1,4 @@
-//! The SPDX 2.3 SBOM of a package (`<package>-<version>.spdx.json`): the package and its
+//! The SPDX 2.3 SBOM of a package (`<package>-<version>-<arch>.spdx.json`): the package and its
 //! files (SHA1 and SHA256, as the .deb installs them), one SPDX package per image, and one
 //! per pinned input that went into an image (each Debian binary package and each file of a
 //! Debian source package, with version, sha256, download location and licence). Relations:
@@ -167,7 +167,11 @@ pub fn document(
         }
     }
     for (blob, licence) in inputs.values() {
-        packages.push(input_package(blob, licence));
+        packages.push(input_package(
+            blob,
+            licence,
+            built_from(cache, blob)?.as_deref(),
+        ));
     }
     // The package verification code: SHA1 over the sorted SHA1s of its files.
     file_sha1s.sort();
@@ -251,8 +255,34 @@ fn input_id(blob: &Blob) -> String {
     format!("SPDXRef-Input-{}", &blob.sha256[..16])
 }
 
-/// An input as an SPDX package: `deb NAME VERSION ARCH` or `source NAME VERSION FILE`.
-fn input_package(blob: &Blob, licence: &str) -> Value {
+/// The Debian source package (`NAME VERSION`) a binary package input was built from, from
+/// its control file's `Source` field (the package's own name and version without one).
+fn built_from(cache: &Cache, blob: &Blob) -> Result<Option<String>> {
+    let words: Vec<&str> = blob.label.split_whitespace().collect();
+    let ["deb", name, version, ..] = words[..] else {
+        return Ok(None);
+    };
+    let control = stubdoms_archive::deb::read_control(&cache.get(blob)?)
+        .with_context(|| format!("reading the control file of {blob}"))?;
+    Ok(Some(source_of(control.get("Source"), name, version)))
+}
+
+/// `NAME VERSION` of a binary package's source: `Source: glibc` (same version) or
+/// `Source: glib2.0 (2.74.6-2)` (a binary-only rebuild's), or none (the same name).
+fn source_of(field: Option<&str>, name: &str, version: &str) -> String {
+    let field = field.map(str::trim).unwrap_or(name);
+    match field.split_once(' ') {
+        Some((src, v)) => format!(
+            "{src} {}",
+            v.trim().trim_start_matches('(').trim_end_matches(')')
+        ),
+        None => format!("{field} {version}"),
+    }
+}
+
+/// An input as an SPDX package: `deb NAME VERSION ARCH` or `source NAME VERSION FILE`;
+/// a binary package says in `sourceInfo` which source package it was built from.
+fn input_package(blob: &Blob, licence: &str, built_from: Option<&str>) -> Value {
     let words: Vec<&str> = blob.label.split_whitespace().collect();
     let (name, version) = (
         words.get(1).copied().unwrap_or(&blob.label),
@@ -262,13 +292,16 @@ fn input_package(blob: &Blob, licence: &str) -> Value {
     // No download URL: the project names no mirror host, and the document must not depend
     // on the machine's mirror configuration. The purl names the package, `sourceInfo` where
     // every Debian mirror (and, from the pin's time, the snapshot archive) keeps the file.
-    let source_info = match &blob.snapshot {
+    let mut source_info = match &blob.snapshot {
         Some(stamp) => format!(
             "{} in the Debian archive `{archive}`, pinned at snapshot time {stamp}",
             blob.path
         ),
         None => format!("{} in the Debian archive `{archive}`", blob.path),
     };
+    if let Some(src) = built_from {
+        source_info += &format!("; built from the Debian source package {src}");
+    }
     // purl versions are percent-encoded (`+` and the epoch's `:`).
     let version_enc = version
         .replace('%', "%25")
@@ -546,6 +579,16 @@ mod tests {
         assert_eq!(
             copyright_licences(&text, &mut extracted, "x"),
             ["GPL-2.0-only"]
+        );
+    }
+
+    #[test]
+    fn a_binary_package_names_its_source() {
+        assert_eq!(source_of(None, "seabios", "1.16.2-1"), "seabios 1.16.2-1");
+        assert_eq!(source_of(Some("glibc"), "libc6", "2.36-9"), "glibc 2.36-9");
+        assert_eq!(
+            source_of(Some("dtc (1.6.1-4)"), "libfdt1", "1.6.1-4+b1"),
+            "dtc 1.6.1-4"
         );
     }
 
