@@ -81,7 +81,9 @@ pub struct Flags {
     /// distributions that use `/usr/libexec/xen/boot`).
     #[arg(long)]
     pub libexecdir: Option<String>,
-    /// The packages' maintainer, `Name <address>` (default: the set's `maintainer`).
+    /// The packages' maintainer, `Name <address>` (default: `$DEBFULLNAME <$DEBEMAIL>`, as
+    /// Debian's packaging tools take it, when both are set or DEBEMAIL is `Name <address>`;
+    /// else the set's `maintainer`).
     #[arg(long)]
     pub maintainer: Option<String>,
     /// Then check the packages: lintian over the .deb files, a `dpkg --root` install of
@@ -337,9 +339,28 @@ impl Package {
             maintainer: flags
                 .maintainer
                 .clone()
+                .or_else(|| {
+                    maintainer_from(
+                        std::env::var("DEBFULLNAME").ok(),
+                        std::env::var("DEBEMAIL").ok(),
+                    )
+                })
                 .unwrap_or_else(|| set.maintainer.clone()),
         }
     }
+}
+
+/// The maintainer Debian's tools (dch, debmake) take from the environment: `DEBEMAIL`,
+/// either `Name <address>` itself or an address that `DEBFULLNAME` names (a field needs
+/// both).
+fn maintainer_from(full_name: Option<String>, email: Option<String>) -> Option<String> {
+    let email = email.filter(|e| !e.trim().is_empty())?;
+    let email = email.trim();
+    if email.contains('<') {
+        return Some(email.to_string());
+    }
+    let name = full_name.filter(|n| !n.trim().is_empty())?;
+    Some(format!("{} <{email}>", name.trim()))
 }
 
 /// The Xen releases a set is packaged for: every release its recipes build for a
@@ -1193,6 +1214,22 @@ fn licence_text(ws: &Workspace, src: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_maintainer_comes_from_debemail_and_debfullname() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            maintainer_from(s("A Packager"), s("a@example.org")),
+            s("A Packager <a@example.org>")
+        );
+        assert_eq!(
+            maintainer_from(None, s("B <b@example.org>")),
+            s("B <b@example.org>")
+        );
+        assert_eq!(maintainer_from(s("A"), None), None);
+        assert_eq!(maintainer_from(None, s("a@example.org")), None);
+        assert_eq!(maintainer_from(s("A"), s(" ")), None);
+    }
 
     #[test]
     fn an_archive_holds_only_pinned_files_and_those_its_build_makes() {
