@@ -1056,8 +1056,9 @@ fn held_candidates(
         blobs.extend(ws.lock.env(env)?.blobs()?);
     }
     for input in &recipe.inputs {
-        if let crate::lock::Resolved::Debs(_) = ws.lock.resolve(input)? {
-            blobs.extend(ws.lock.resolve(input)?.blobs()?);
+        let resolved = ws.lock.resolve(input)?;
+        if matches!(resolved, crate::lock::Resolved::Debs(_)) {
+            blobs.extend(resolved.blobs()?);
         }
     }
     blobs
