@@ -392,9 +392,10 @@ fn dpkg_install(ws: &Workspace, root: &Root, dist_dir: &Path, deb: &Path) -> Res
         );
     }
     let listed = run(&["--listfiles", &control.package])?;
-    let expected = expected_files(&match foreign {
-        true => format!("{}:{arch}", control.package),
-        false => control.package.clone(),
+    let expected = expected_files(&if foreign {
+        format!("{}:{arch}", control.package)
+    } else {
+        control.package.clone()
     })?;
     for rel in &expected {
         if !listed.lines().any(|l| l == format!("/{rel}")) {

@@ -6,7 +6,7 @@
 //! is listed as such.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -41,24 +41,13 @@ pub fn held(
     candidates: impl FnOnce() -> Result<Vec<(Blob, PathBuf)>>,
 ) -> Result<Option<Held>> {
     let bytes = fs_err::read(image)?;
-    let plain = match Compression::from_magic(&bytes) {
-        Compression::None => bytes,
-        Compression::Xz => {
-            let mut out = Vec::new();
-            liblzma::read::XzDecoder::new_multi_decoder(&bytes[..])
-                .read_to_end(&mut out)
-                .with_context(|| format!("decompressing {}", image.display()))?;
-            out
-        }
-        Compression::Gzip => {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&bytes[..])
-                .read_to_end(&mut out)
-                .with_context(|| format!("decompressing {}", image.display()))?;
-            out
-        }
-        _ => return Ok(None),
+    let Some(mut reader) = decompressing(&bytes[..])? else {
+        return Ok(None);
     };
+    let mut plain = Vec::new();
+    reader
+        .read_to_end(&mut plain)
+        .with_context(|| format!("decompressing {}", image.display()))?;
     if !plain.starts_with(b"070701") {
         return Ok(None);
     }
@@ -119,6 +108,17 @@ pub fn held(
         packages,
         copyrights,
         built,
+    }))
+}
+
+/// `input` decompressed as its first bytes say (xz, gzip, or none), or `None` for another
+/// compression: the images and debian tarballs `dist` reads.
+pub fn decompressing<'a>(mut input: impl BufRead + 'a) -> Result<Option<Box<dyn Read + 'a>>> {
+    Ok(Some(match Compression::from_magic(input.fill_buf()?) {
+        Compression::None => Box::new(input),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        _ => return Ok(None),
     }))
 }
 

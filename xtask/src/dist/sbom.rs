@@ -21,7 +21,7 @@ use std::io::Read;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use stubdoms_archive::{Compression, EntryKind, Tree};
+use stubdoms_archive::{EntryKind, Tree};
 
 use sha2::Digest;
 
@@ -389,16 +389,12 @@ fn input_licence(
 
 /// `debian/copyright` from a source package's debian tarball, if it has one.
 fn debian_copyright(tarball: &std::path::Path) -> Result<Option<String>> {
-    let mut file = std::io::BufReader::new(fs_err::File::open(tarball)?);
-    let magic = Compression::from_magic(std::io::BufRead::fill_buf(&mut file)?);
-    let reader: Box<dyn Read> = match magic {
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(file)),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::None => Box::new(file),
-        other => bail!(
-            "{}: {other:?} debian tarballs are not read",
+    let file = std::io::BufReader::new(fs_err::File::open(tarball)?);
+    let Some(reader) = super::held::decompressing(file)? else {
+        bail!(
+            "{}: only xz, gzip or plain debian tarballs are read",
             tarball.display()
-        ),
+        );
     };
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
