@@ -26,11 +26,19 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((format!("{:x}", hasher.finalize()), size))
 }
 
-/// Where `path` is written before it is renamed into place: `path.partial.<pid>`, so two
-/// processes making the same file (two builds, two boot tests) never share a scratch path.
+/// Where `path` is written before it is renamed into place: `path.partial.<pid>.<n>`, so
+/// two processes or threads making the same file (two builds, two boot tests) never share a
+/// scratch path.
 pub fn partial_path(path: &Path) -> PathBuf {
+    beside(path, "partial")
+}
+
+/// A name next to `path` that no other process or call uses: `path.<what>.<pid>.<n>`.
+fn beside(path: &Path, what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".partial.{}", std::process::id()));
+    name.push(format!(".{what}.{}.{n}", std::process::id()));
     path.with_file_name(name)
 }
 
@@ -113,14 +121,29 @@ pub fn create_dir_atomic(
         let _ = remove_dir_if_exists(&tmp);
         return Err(e);
     }
-    if replace {
-        remove_dir_if_exists(dir)?;
+    // The old folder is first renamed aside to a name of this call's own: two processes
+    // replacing the same folder (the two builds of `repro` share the cache) then never
+    // delete under each other's feet.
+    let aside = replace.then(|| beside(dir, "old"));
+    if let Some(aside) = &aside {
+        match fs::rename(dir, aside) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                let _ = remove_dir_if_exists(&tmp);
+                return Err(e).with_context(|| format!("moving {} aside", dir.display()));
+            }
+            _ => {}
+        }
     }
-    match fs::rename(&tmp, dir) {
+    let placed = match fs::rename(&tmp, dir) {
         Ok(()) => Ok(()),
+        // Another process placed the same thing in between: keep theirs.
         Err(_) if dir.is_dir() => remove_dir_if_exists(&tmp),
         Err(e) => Err(e).with_context(|| format!("storing {}", dir.display())),
+    };
+    if let Some(aside) = &aside {
+        remove_dir_if_exists(aside)?;
     }
+    placed
 }
 
 /// Removes a directory tree if it exists.
@@ -167,14 +190,61 @@ mod tests {
             anyhow::bail!("fill failed")
         });
         assert_eq!(failed.unwrap_err().to_string(), "fill failed");
-        assert!(!dir.exists() && !partial_path(&dir).exists());
+        assert!(!dir.exists());
+        assert_eq!(
+            fs::read_dir(&base).unwrap().count(),
+            0,
+            "no scratch folder is left"
+        );
 
         create_dir_atomic(&dir, false, write("first")).unwrap();
         create_dir_atomic(&dir, false, write("second")).unwrap();
         assert!(dir.join("first").is_file() && !dir.join("second").exists());
         create_dir_atomic(&dir, true, write("second")).unwrap();
         assert!(!dir.join("first").exists() && dir.join("second").is_file());
-        assert!(!partial_path(&dir).exists());
+        let names: Vec<_> = fs::read_dir(&base)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["made"], "no scratch or old folder is left");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Many replacing the same folder at once (as `repro`'s two builds do in the shared
+    /// cache) all succeed, and one whole result is left.
+    #[test]
+    fn concurrent_replaces_all_succeed() {
+        let base = std::env::temp_dir().join(format!("stubdoms-fsxrace-{}", std::process::id()));
+        let dir = base.join("made");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let dir = &dir;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        create_dir_atomic(dir, true, |tmp| {
+                            for f in 0..20 {
+                                fs::write(tmp.join(format!("{f}")), format!("{t}.{i}"))?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let names: Vec<_> = fs::read_dir(&base)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["made"], "no scratch or old folder is left");
+        let first = fs::read(dir.join("0")).unwrap();
+        for f in 0..20 {
+            assert_eq!(
+                fs::read(dir.join(format!("{f}"))).unwrap(),
+                first,
+                "one whole result"
+            );
+        }
         fs::remove_dir_all(&base).unwrap();
     }
 }
