@@ -49,14 +49,17 @@ let
         (d: d.name == n && d.arch == arch) debs;
     in
     if source != null then
-      let s = find "source `${builtins.head source}`" (s: s.name == builtins.head source) sources;
-      in map (f: file {
-        inherit (s) archive;
-        path = "${s.dir}/${f.name}";
-        inherit (f) sha256;
-        snapshot = s.snapshot or null;
-      }) s.files
+      # A recipe's source: not a binary package's corresponding source (`of`).
+      sourceFiles (find "source `${builtins.head source}`"
+        (s: s.name == builtins.head source && !(s ? of)) sources)
     else map debFile ([ root ] ++ map need (root.needs or [ ]));
+
+  sourceFiles = s: map (f: file {
+    inherit (s) archive;
+    path = "${s.dir}/${f.name}";
+    inherit (f) sha256;
+    snapshot = s.snapshot or null;
+  }) s.files;
 
   envFiles = name: map debFile (find "env `${name}`" (e: e.name == name) envs).debs;
 
@@ -100,6 +103,6 @@ rec {
 
   # Every pinned file (what `cargo xtask test` reads: all machines, all images).
   all = unique (map debFile (builtins.filter (d: d ? sha256) debs)
-    ++ builtins.concatMap (s: resolve "src:${s.name}") (builtins.filter (s: s ? files) sources)
+    ++ builtins.concatMap sourceFiles (builtins.filter (s: s ? files) sources)
     ++ builtins.concatMap (e: envFiles e.name) envs);
 }

@@ -116,13 +116,21 @@ pub struct DebPin {
     pub sha256: String,
 }
 
-/// A Debian source package: the `.dsc` and the tarballs it names.
+/// A Debian source package: the `.dsc` and the tarballs it names. A recipe builds from one
+/// (`src:NAME`); one with `of` is the corresponding source of a pinned binary package,
+/// pinned at the version that binary was built from (for `dist --sources`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Source {
     pub name: String,
     #[serde(default)]
     pub suite: Option<String>,
+    /// The binary package (amd64) whose source this is: a `[[deb]]`, or a package of the
+    /// environment `env`.
+    #[serde(default)]
+    pub of: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
     #[serde(default)]
     pub licence: Option<String>,
     pub version: Option<String>,
@@ -239,6 +247,15 @@ impl Deb {
 }
 
 impl Source {
+    /// `NAME`, or for a binary's source `NAME (of BINARY[ in ENV])`: unique in the lock.
+    pub fn id(&self) -> String {
+        match (&self.of, &self.env) {
+            (Some(of), Some(env)) => format!("{} (of {of} in {env})", self.name),
+            (Some(of), None) => format!("{} (of {of})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
     pub fn pinned(&self) -> Result<SourcePin> {
         match (&self.version, self.archive, &self.dir, &self.files) {
             (Some(version), Some(archive), Some(dir), Some(files)) => Ok(SourcePin {
@@ -249,11 +266,11 @@ impl Source {
             }),
             (None, None, None, None) => bail!(
                 "{FILE}: source `{}` is not pinned yet: run `cargo xtask pin`",
-                self.name
+                self.id()
             ),
             _ => bail!(
                 "{FILE}: source `{}` is partly pinned (needs version, archive, dir and files): run `cargo xtask pin`",
-                self.name
+                self.id()
             ),
         }
     }
@@ -273,6 +290,23 @@ impl Source {
                 snapshot: self.snapshot.clone(),
             })
             .collect())
+    }
+}
+
+/// `(NAME, VERSION)` of the source package a binary package NAME at VERSION was built
+/// from, given its control `Source` field: `glibc` (same version), `glib2.0 (2.74.6-2)` (a
+/// binary-only rebuild's), or none (the same name).
+pub fn source_of(field: Option<&str>, name: &str, version: &str) -> (String, String) {
+    let field = field.map(str::trim).unwrap_or(name);
+    match field.split_once(' ') {
+        Some((src, v)) => (
+            src.to_string(),
+            v.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .to_string(),
+        ),
+        None => (field.to_string(), version.to_string()),
     }
 }
 
@@ -332,22 +366,27 @@ impl Lock {
             check_snapshot(d.snapshot.as_deref(), &d.id())?;
         }
         for s in &self.sources {
-            if !seen.insert(format!("src:{}", s.name)) {
-                bail!("{FILE}: source `{}` is listed twice", s.name);
+            let id = s.id();
+            if !seen.insert(format!("src:{id}")) {
+                bail!("{FILE}: source `{id}` is listed twice");
+            }
+            if s.env.is_some() && s.of.is_none() {
+                bail!("{FILE}: source `{id}`: `env` says where the binary package `of` names is pinned; add `of`");
+            }
+            if let Some(env) = &s.env {
+                if !self.envs.iter().any(|e| &e.name == env) {
+                    bail!("{FILE}: source `{id}`: no env `{env}`");
+                }
             }
             if let Some(dir) = &s.dir {
-                check_rel_path(dir, &s.name)?;
+                check_rel_path(dir, &id)?;
             }
-            check_snapshot(s.snapshot.as_deref(), &s.name)?;
+            check_snapshot(s.snapshot.as_deref(), &id)?;
             if let Some(files) = &s.files {
                 for f in files {
-                    check_sha256(&f.sha256, &s.name)?;
+                    check_sha256(&f.sha256, &id)?;
                     if f.name.contains('/') {
-                        bail!(
-                            "{FILE}: source `{}`: file name `{}` has a `/`",
-                            s.name,
-                            f.name
-                        );
+                        bail!("{FILE}: source `{id}`: file name `{}` has a `/`", f.name);
                     }
                 }
             }
@@ -387,7 +426,7 @@ impl Lock {
             return self
                 .sources
                 .iter()
-                .find(|s| s.name == name)
+                .find(|s| s.name == name && s.of.is_none())
                 .map(Resolved::Source)
                 .with_context(|| format!("source package `{name}` is not in {FILE}: add a [[source]] entry and run `cargo xtask pin`"));
         }
@@ -527,6 +566,23 @@ files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000
 "#;
 
     #[test]
+    fn a_binary_package_names_its_source() {
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            source_of(None, "seabios", "1.16.2-1"),
+            pair("seabios", "1.16.2-1")
+        );
+        assert_eq!(
+            source_of(Some("glibc"), "libc6", "2.36-9"),
+            pair("glibc", "2.36-9")
+        );
+        assert_eq!(
+            source_of(Some("dtc (1.6.1-4)"), "libfdt1", "1.6.1-4+b1"),
+            pair("dtc", "1.6.1-4")
+        );
+    }
+
+    #[test]
     fn resolves_closures_sources_and_unpinned() {
         let lock = Lock::parse(LOCK).unwrap();
         let Resolved::Debs(debs) = lock.resolve("xen-utils-4.17").unwrap() else {
@@ -545,6 +601,15 @@ files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000
         assert!(format!("{err}").contains("not pinned yet: run `cargo xtask pin`"));
         let err = lock.resolve("libc6:arm64").unwrap_err();
         assert!(format!("{err}").contains("`libc6:arm64` is not in inputs.lock"));
+        // A binary's corresponding source may share a recipe source's name; `src:` never
+        // names it.
+        let both = format!("{LOCK}\n[[source]]\nname = \"grub2\"\nof = \"grub-pc\"\n");
+        let lock = Lock::parse(&both).unwrap();
+        let Resolved::Source(s) = lock.resolve("src:grub2").unwrap() else {
+            panic!("not a source")
+        };
+        assert_eq!(s.of, None);
+        assert_eq!(lock.sources[1].id(), "grub2 (of grub-pc)");
     }
 
     #[test]
@@ -579,6 +644,18 @@ files = [{ name = "grub2_2.06.orig.tar.xz", size = 5, sha256 = "0000000000000000
             (
                 format!("{LOCK}\n[[deb]]\nname = \"libc6\"\narch = \"amd64\"\n"),
                 "deb `libc6:amd64` is listed twice",
+            ),
+            (
+                format!("{LOCK}\n[[source]]\nname = \"glibc\"\nenv = \"x\"\n"),
+                "source `glibc`: `env` says where the binary package `of` names is pinned; add `of`",
+            ),
+            (
+                format!("{LOCK}\n[[source]]\nname = \"glibc\"\nof = \"libc6\"\nenv = \"x\"\n"),
+                "source `glibc (of libc6 in x)`: no env `x`",
+            ),
+            (
+                format!("{LOCK}\n[[source]]\nname = \"glibc\"\nof = \"libc6\"\n[[source]]\nname = \"glibc\"\nof = \"libc6\"\n"),
+                "source `glibc (of libc6)` is listed twice",
             ),
         ];
         for (src, want) in cases {

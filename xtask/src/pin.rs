@@ -105,9 +105,58 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
     }
     let mut sources = Vec::new();
     for src in &lock.sources {
-        ui::step(&format!("resolve source {}", src.name));
-        let apt = apts.for_suite(src.suite.as_deref())?;
-        sources.push(apt.source(&src.name, src.suite.as_deref())?);
+        ui::step(&format!("resolve source {}", src.id()));
+        let Some(binary) = &src.of else {
+            let apt = apts.for_suite(src.suite.as_deref())?;
+            sources.push(apt.source(&src.name, src.suite.as_deref(), None)?);
+            continue;
+        };
+        // The corresponding source of a binary package: at the version the binary's new pin
+        // was built from, from the binary's suite.
+        let (p, suite) = match &src.env {
+            Some(env) => {
+                let at = lock
+                    .envs
+                    .iter()
+                    .position(|e| &e.name == env)
+                    .with_context(|| format!("source `{}`: no env `{env}`", src.id()))?;
+                let p = envs[at].iter().find(|p| &p.name == binary);
+                (p, lock.envs[at].suite.as_deref())
+            }
+            None => {
+                let p = pinned_requests
+                    .iter()
+                    .map(|(p, _)| p)
+                    .chain(deps.values().map(|(p, _)| p))
+                    .find(|p| &p.name == binary && p.arch == "amd64");
+                let suite = lock
+                    .debs
+                    .iter()
+                    .find(|d| &d.name == binary && d.arch == "amd64")
+                    .and_then(|d| d.suite.as_deref());
+                (p, suite)
+            }
+        };
+        let p = p.with_context(|| {
+            format!(
+                "source `{}`: the binary package `{binary}` is pinned nowhere {}",
+                src.id(),
+                src.env
+                    .as_ref()
+                    .map_or("as a [[deb]]".to_string(), |e| format!("in env `{e}`"))
+            )
+        })?;
+        let apt = apts.for_suite(suite)?;
+        let (name, version) = apt.built_from(&p.name, &p.arch, &p.version)?;
+        if name != src.name {
+            bail!(
+                "source `{}`: {} {} is built from the source package `{name}`: name it so",
+                src.id(),
+                p.name,
+                p.version
+            );
+        }
+        sources.push(apt.source(&name, suite, Some(&version))?);
     }
 
     // Rewrite: requests in place, generated dependency entries after them.
@@ -148,7 +197,7 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
         .get_mut("source")
         .and_then(|s| s.as_array_of_tables_mut())
     {
-        for (table, s) in tables.iter_mut().zip(&sources) {
+        for ((table, s), src) in tables.iter_mut().zip(&sources).zip(&lock.sources) {
             table["version"] = value(&s.version);
             table["archive"] = value(s.archive.as_str());
             table["dir"] = value(&s.dir);
@@ -162,7 +211,7 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
             }
             multiline_array(&mut files);
             table["files"] = value(files);
-            table["snapshot"] = value(source_snapshot(&lock, table, s, &now));
+            table["snapshot"] = value(source_snapshot(&lock, &src.id(), s, &now));
         }
     }
     if let Some(tables) = doc.get_mut("env").and_then(|s| s.as_array_of_tables_mut()) {
@@ -225,24 +274,45 @@ pub fn run(root: &Path, flags: &Flags) -> Result<()> {
 }
 
 /// apt's indexes can name files a mirror does not serve (a partial mirror or proxy): ask for
-/// each pinned file so a pin never names something `fetch` cannot get.
+/// each pinned file so a pin never names something `fetch` cannot get. A binary package's
+/// corresponding source (a `[[source]]` with `of`) is only read by `dist --sources`: one
+/// the mirror lacks is said, not refused (the index's sha256 pins it all the same, and
+/// `fetch` falls back to the snapshot archive).
 fn check_served(mirrors: &Mirrors, lock: &Lock) -> Result<()> {
     let agent = ureq::AgentBuilder::new()
         .timeout(std::time::Duration::from_secs(30))
         .build();
+    let mut optional = std::collections::BTreeSet::new();
+    for s in lock.sources.iter().filter(|s| s.of.is_some()) {
+        optional.extend(s.blobs()?.into_iter().map(|b| b.sha256));
+    }
     let mut missing = Vec::new();
+    let mut lacking = Vec::new();
     for blob in lock.all_blobs()? {
         let url = mirrors.url(blob.archive.archive(), &blob.path);
-        match agent.head(&url).call() {
+        let problem = match agent.head(&url).call() {
             Ok(r)
                 if r.header("content-length")
                     .and_then(|l| l.parse::<u64>().ok())
-                    .is_none_or(|l| l == blob.size) => {}
-            Ok(_) => missing.push(format!(
-                "  {blob}: {url} has a different size than apt's index says"
-            )),
-            Err(e) => missing.push(format!("  {blob}: {url}: {e}")),
+                    .is_none_or(|l| l == blob.size) =>
+            {
+                continue
+            }
+            Ok(_) => format!("  {blob}: {url} has a different size than apt's index says"),
+            Err(e) => format!("  {blob}: {url}: {e}"),
+        };
+        if optional.contains(&blob.sha256) {
+            lacking.push(problem);
+        } else {
+            missing.push(problem);
         }
+    }
+    if !lacking.is_empty() {
+        ui::warn(&format!(
+            "the mirror does not serve {} file(s) of binary packages' corresponding source (pinned from apt's index all the same; `dist --sources` needs them from a complete mirror or the snapshot archive):\n{}",
+            lacking.len(),
+            lacking.join("\n")
+        ));
     }
     if !missing.is_empty() {
         bail!(
@@ -284,9 +354,8 @@ fn deb_snapshot(old: &Lock, p: &Pinned, now: &str) -> String {
         .unwrap_or_else(|| now.to_string())
 }
 
-/// As [`deb_snapshot`], for the source entry `table` (matched by name).
-fn source_snapshot(old: &Lock, table: &Table, p: &PinnedSource, now: &str) -> String {
-    let name = table.get("name").and_then(Item::as_str);
+/// As [`deb_snapshot`], for the source entry `id` ([`lock::Source::id`]).
+fn source_snapshot(old: &Lock, id: &str, p: &PinnedSource, now: &str) -> String {
     let new = lock::SourcePin {
         version: p.version.clone(),
         archive: p.archive,
@@ -295,7 +364,7 @@ fn source_snapshot(old: &Lock, table: &Table, p: &PinnedSource, now: &str) -> St
     };
     old.sources
         .iter()
-        .find(|s| Some(s.name.as_str()) == name && s.pinned().ok().as_ref() == Some(&new))
+        .find(|s| s.id() == id && s.pinned().ok().as_ref() == Some(&new))
         .and_then(|s| s.snapshot.clone())
         .unwrap_or_else(|| now.to_string())
 }
@@ -337,13 +406,13 @@ fn diff(old: &Lock, new: &Lock) -> Vec<String> {
         }
     }
     for n in &new.sources {
-        let o = old.sources.iter().find(|o| o.name == n.name);
+        let o = old.sources.iter().find(|o| o.id() == n.id());
         if o.and_then(|o| o.pinned().ok()) != n.pinned().ok() {
             let v = |s: Option<&lock::Source>| {
                 s.and_then(|s| s.version.clone())
                     .unwrap_or_else(|| "unpinned".into())
             };
-            out.push(format!("~ src:{} {} -> {}", n.name, v(o), v(Some(n))));
+            out.push(format!("~ src:{} {} -> {}", n.id(), v(o), v(Some(n))));
         }
     }
     for n in &new.envs {
@@ -603,12 +672,35 @@ impl Apt {
         Ok(deps)
     }
 
-    fn source(&self, name: &str, suite: Option<&str>) -> Result<PinnedSource> {
+    /// (name, version) of the source package the binary package NAME:ARCH at VERSION was
+    /// built from, as apt's index says.
+    fn built_from(&self, name: &str, arch: &str, version: &str) -> Result<(String, String)> {
+        let out = self.cache_cmd(&["show", &format!("{name}:{arch}={version}")])?;
+        // The first record (the same package may be listed by more than one suite).
+        let record = out.split("\n\n").next().unwrap_or("");
+        let source = record
+            .lines()
+            .find_map(|l| l.strip_prefix("Source:"))
+            .map(str::trim);
+        Ok(lock::source_of(source, name, version))
+    }
+
+    /// The source package NAME: the suite's candidate, or exactly `version`.
+    fn source(
+        &self,
+        name: &str,
+        suite: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<PinnedSource> {
         let mut args = vec!["--print-uris", "--only-source"];
         if let Some(suite) = suite {
             args.extend(["-t", suite]);
         }
-        args.extend(["source", name]);
+        let wanted = match version {
+            Some(v) => format!("{name}={v}"),
+            None => name.to_string(),
+        };
+        args.extend(["source", &wanted]);
         let out = self.cmd(&args)?;
         let mut files = Vec::new();
         let mut place: Option<(Archive, String)> = None;
@@ -761,8 +853,6 @@ snapshot = "20250101T000000Z"
         };
         assert_eq!(deb_snapshot(&old, &other, now), now);
 
-        let mut table = Table::new();
-        table["name"] = value("grub2");
         let grub = PinnedSource {
             version: "2.06-13".into(),
             archive: Archive::Debian,
@@ -770,13 +860,18 @@ snapshot = "20250101T000000Z"
             files: old.sources[0].files.clone().unwrap(),
         };
         assert_eq!(
-            source_snapshot(&old, &table, &grub, now),
+            source_snapshot(&old, "grub2", &grub, now),
             "20250101T000000Z"
         );
         let moved = PinnedSource {
             version: "2.12-1".into(),
             ..grub
         };
-        assert_eq!(source_snapshot(&old, &table, &moved, now), now);
+        assert_eq!(source_snapshot(&old, "grub2", &moved, now), now);
+        let same = PinnedSource {
+            version: "2.06-13".into(),
+            ..moved
+        };
+        assert_eq!(source_snapshot(&old, "grub2 (of grub-pc)", &same, now), now);
     }
 }

@@ -11,6 +11,10 @@ use crate::workspace::Workspace;
 /// Payloads quick enough to build twice on every test run (`cargo xtask repro` checks all).
 const FAST: [&str; 2] = ["rust-stubdom", "c-stubdom"];
 
+/// The distribution set whose source set every test run rebuilds the images from: the one
+/// of the fast payloads.
+const REBUILT_SET: &str = "xen-stubdom-examples";
+
 pub fn run(ws: &Workspace) -> Result<()> {
     let mut phases = Phases::default();
     let host_before = host_packages()?;
@@ -58,6 +62,13 @@ pub fn run(ws: &Workspace) -> Result<()> {
     phases.run("template", || template(ws))?;
     ui::step("distribution packages: lintian, rpmlint, dpkg --root, the SBOMs");
     let packages = phases.run("package checks", || crate::dist::check(ws, &cache))?;
+    ui::step("corresponding source: the examples' source set, and the images rebuilt offline from it alone");
+    let rebuilt = phases.run("source set rebuild", || {
+        let flags = crate::dist::Flags::default();
+        let dirs = crate::dist::sources::write(ws, &[REBUILT_SET.to_string()], &flags)?;
+        let dir = dirs.first().context("no source set written")?;
+        crate::dist::sources::rebuild(ws, dir)
+    })?;
     // The machine whose Xen is compiled (x86_32) is left to `cargo xtask repro`: building
     // that hypervisor twice from scratch would add five minutes to every run.
     ui::step("reproducibility of the fast payloads and the machines assembled from packages");
@@ -74,8 +85,8 @@ pub fn run(ws: &Workspace) -> Result<()> {
     }
     phases.print();
     // The host check, the sandbox and build environment checks, the lints, the workspace
-    // tests, each boot test, the template check, the package checks, each artifact found
-    // identical: every one of them a check that ran and passed.
+    // tests, each boot test, the template check, the package checks, the source set's
+    // rebuild, each artifact found identical: every one of them a check that ran and passed.
     println!(
         "checks: {} passed, 0 failed",
         1 + sandbox_checks
@@ -86,6 +97,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
             + flake
             + 1
             + packages
+            + rebuilt
             + identical
     );
     Ok(())

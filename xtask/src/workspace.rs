@@ -100,9 +100,10 @@ impl Workspace {
     }
 }
 
-/// Copies the files git knows (tracked, and untracked but not ignored), or every file but
-/// `target/` and `.git/` outside a git checkout.
-pub fn copy_to(root: &Path, to: &Path) -> Result<()> {
+/// The checkout's files, relative to `root`, sorted: those git knows (tracked, and
+/// untracked but not ignored), or every file but `target/` and `.git/` outside a git
+/// checkout.
+pub fn files(root: &Path) -> Result<Vec<PathBuf>> {
     let listed = std::process::Command::new("git")
         .args([
             "ls-files",
@@ -115,12 +116,14 @@ pub fn copy_to(root: &Path, to: &Path) -> Result<()> {
         .output()
         .ok()
         .filter(|o| o.status.success());
-    let files: Vec<PathBuf> = match listed {
+    let mut files: Vec<PathBuf> = match listed {
         Some(o) => o
             .stdout
             .split(|b| *b == 0)
             .filter(|f| !f.is_empty())
             .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
+            // Deleted but still in the index.
+            .filter(|rel| root.join(rel).is_file())
             .collect(),
         None => {
             let mut out = Vec::new();
@@ -128,11 +131,15 @@ pub fn copy_to(root: &Path, to: &Path) -> Result<()> {
             out
         }
     };
-    for rel in files {
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Copies the checkout's [`files`] to `to`.
+pub fn copy_to(root: &Path, to: &Path) -> Result<()> {
+    for rel in files(root)? {
         let src = root.join(&rel);
-        if !src.is_file() {
-            continue; // deleted but still in the index
-        }
         let dst = to.join(&rel);
         fs_err::create_dir_all(dst.parent().context("file path")?)?;
         fs_err::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;

@@ -94,6 +94,22 @@ impl Manifest {
         }
     }
 
+    /// The artifact `file` of `recipe` built for `variant` (and Xen release `xen`).
+    pub fn artifact(
+        &self,
+        recipe: &str,
+        variant: Variant,
+        xen: Option<&str>,
+        file: &str,
+    ) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| {
+            a.recipe == recipe
+                && a.variant == variant
+                && a.xen_release.as_deref() == xen
+                && a.file == file
+        })
+    }
+
     /// Sets every artifact's [`Artifact::xen`] from the machines and the recipes' tests (an
     /// image built for one release is tested on that release's machines only).
     pub fn record_tested_with(&mut self, machines: &[Spec], recipes: &[Recipe]) {

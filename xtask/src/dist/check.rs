@@ -119,15 +119,13 @@ pub fn check_written(
 /// `rpm -K` (the digests rpm checks before it installs anything) and `rpmlint` over all
 /// `rpms` at once, with the sets' `rpmlint-filters`; any error or warning left fails.
 fn rpm_checks(ws: &Workspace, root: &Root, dist_dir: &Path, rpms: &[PathBuf]) -> Result<()> {
-    let names: Vec<String> = rpms
-        .iter()
-        .map(|r| file_name(r).map(|n| format!("/work/{n}")))
-        .collect::<Result<_>>()?;
+    let files: Vec<String> = rpms.iter().map(|r| file_name(r)).collect::<Result<_>>()?;
+    let names: Vec<String> = files.iter().map(|n| format!("/work/{n}")).collect();
     let rc_dir = ws.target.join("dist-check/rpmlint");
     fs_err::create_dir_all(&rc_dir)?;
     crate::fsx::write_atomic(
         &rc_dir.join("rpmlintrc"),
-        super::rpmlintrc(&ws.root)?.as_bytes(),
+        super::rpmlintrc(&ws.root, &files)?.as_bytes(),
     )?;
     for (program, args) in [
         ("rpm", vec!["--dbpath", "/tmp/rpmdb", "-K", "--nosignature"]),

@@ -24,16 +24,30 @@ mod debian;
 mod held;
 mod rpm;
 mod sbom;
+pub mod sources;
 
 pub use check::check;
 
-/// `cargo xtask dist`: [`run`], then [`check::check_written`] with `--check`.
+/// `cargo xtask dist`: [`run`] (and [`sources::write`] with `--sources`), then with
+/// `--check` [`check::check_written`] (and [`sources::rebuild`] from each source set).
 pub fn command(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     let written = run(ws, names, flags)?;
+    let source_sets = if flags.sources {
+        sources::write(ws, names, flags)?
+    } else {
+        Vec::new()
+    };
+    for dir in &source_sets {
+        println!("{}", dir.display());
+    }
     if flags.check {
         let cache = crate::cache::Cache::open()?;
         let passed = check::check_written(ws, &cache, &written, flags.offline)?;
         println!("package checks: {passed} passed");
+        for dir in &source_sets {
+            let passed = sources::rebuild(ws, dir)?;
+            println!("{}: offline rebuild, {passed} checks passed", dir.display());
+        }
     }
     Ok(())
 }
@@ -87,9 +101,15 @@ pub struct Flags {
     #[arg(long)]
     pub maintainer: Option<String>,
     /// Then check the packages: lintian over the .deb files, a `dpkg --root` install of
-    /// each, pyspdxtools over the SBOMs (all from the pinned trixie-check environment).
+    /// each, pyspdxtools over the SBOMs (all from the pinned trixie-check environment); with
+    /// `--sources`, also rebuild each set's images offline from its source set alone.
     #[arg(long)]
     pub check: bool,
+    /// Also write each set's corresponding source to `target/dist/sources/<set>-<version>/`:
+    /// the project's source, the Debian source packages of what the images are built from
+    /// and hold, the crates, and every input the builds read, to rebuild them offline.
+    #[arg(long)]
+    pub sources: bool,
     /// Use only the input cache.
     #[arg(long)]
     pub offline: bool,
@@ -132,11 +152,16 @@ struct Set {
     rpmlint_filters: BTreeMap<String, String>,
 }
 
-/// The rpmlint filters of every set, as `rpmlintrc` lines: each check is let off only for
-/// that set's packages.
-fn rpmlintrc(root: &Path) -> Result<String> {
+/// The rpmlint filters of the sets of the packages `rpms` (file names), as `rpmlintrc`
+/// lines: each check is let off only for that set's packages. rpmlint fails on a filter
+/// that matches nothing, so other sets' filters are left out.
+fn rpmlintrc(root: &Path, rpms: &[String]) -> Result<String> {
     let mut out = String::new();
     for (path, set) in load_sets(root, &[])? {
+        let prefix = format!("{}-", set.name);
+        if !rpms.iter().any(|r| r.starts_with(&prefix)) {
+            continue;
+        }
         for (check, why) in &set.rpmlint_filters {
             if !check
                 .chars()
@@ -259,15 +284,7 @@ pub fn run(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<PathBu
     fs_err::create_dir_all(&out_dir)?;
     let mut written = Vec::new();
     for (path, set) in &sets {
-        // One package per host architecture of its files (and per Xen release).
-        let arches: std::collections::BTreeSet<&'static str> =
-            set.files.iter().map(|f| host_arch(f.variant)).collect();
-        let releases = packages_of(ws, path, set, flags.xen_release.as_deref())?;
-        for (arch, xen) in arches
-            .into_iter()
-            .flat_map(|a| releases.iter().map(move |x| (a, x)))
-        {
-            let pkg = Package::new(set, arch, xen.as_deref(), flags);
+        for pkg in set_packages(ws, path, set, flags)? {
             written.extend(
                 package(ws, &manifest, path, set, &pkg, flags, &out_dir)
                     .with_context(|| format!("packaging {} ({})", path.display(), pkg.name))?,
@@ -315,6 +332,18 @@ struct Package {
     arch: &'static str,
     xen: Option<String>,
     maintainer: String,
+}
+
+/// The packages of a set: one per host architecture of its files (and per Xen release).
+fn set_packages(ws: &Workspace, path: &Path, set: &Set, flags: &Flags) -> Result<Vec<Package>> {
+    let arches: std::collections::BTreeSet<&'static str> =
+        set.files.iter().map(|f| host_arch(f.variant)).collect();
+    let releases = packages_of(ws, path, set, flags.xen_release.as_deref())?;
+    Ok(arches
+        .into_iter()
+        .flat_map(|a| releases.iter().map(move |x| (a, x)))
+        .map(|(arch, xen)| Package::new(set, arch, xen.as_deref(), flags))
+        .collect())
 }
 
 /// The architecture of the Xen hosts that run a variant's images: 32-bit PV guests run
@@ -567,14 +596,7 @@ fn images<'a>(
         let wanted = |b: &Option<&str>| b.is_none() || xen.is_none() || *b == xen;
         for build in recipe.xen_builds().into_iter().filter(wanted) {
             let art = manifest
-                .artifacts
-                .iter()
-                .find(|a| {
-                    a.recipe == f.recipe
-                        && a.variant == f.variant
-                        && a.xen_release.as_deref() == build
-                        && a.file == want
-                })
+                .artifact(&f.recipe, f.variant, build, want)
                 .with_context(|| {
                     format!(
                         "{}: no built {} {} file `{want}`{}",

@@ -170,7 +170,7 @@ pub fn document(
         packages.push(input_package(
             blob,
             licence,
-            built_from(cache, blob)?.as_deref(),
+            built_from(cache, blob)?.as_ref(),
         ));
     }
     // The package verification code: SHA1 over the sorted SHA1s of its files.
@@ -255,34 +255,25 @@ fn input_id(blob: &Blob) -> String {
     format!("SPDXRef-Input-{}", &blob.sha256[..16])
 }
 
-/// The Debian source package (`NAME VERSION`) a binary package input was built from, from
+/// The Debian source package (name, version) a binary package input was built from, from
 /// its control file's `Source` field (the package's own name and version without one).
-fn built_from(cache: &Cache, blob: &Blob) -> Result<Option<String>> {
+pub(super) fn built_from(cache: &Cache, blob: &Blob) -> Result<Option<(String, String)>> {
     let words: Vec<&str> = blob.label.split_whitespace().collect();
     let ["deb", name, version, ..] = words[..] else {
         return Ok(None);
     };
     let control = stubdoms_archive::deb::read_control(&cache.get(blob)?)
         .with_context(|| format!("reading the control file of {blob}"))?;
-    Ok(Some(source_of(control.get("Source"), name, version)))
-}
-
-/// `NAME VERSION` of a binary package's source: `Source: glibc` (same version) or
-/// `Source: glib2.0 (2.74.6-2)` (a binary-only rebuild's), or none (the same name).
-fn source_of(field: Option<&str>, name: &str, version: &str) -> String {
-    let field = field.map(str::trim).unwrap_or(name);
-    match field.split_once(' ') {
-        Some((src, v)) => format!(
-            "{src} {}",
-            v.trim().trim_start_matches('(').trim_end_matches(')')
-        ),
-        None => format!("{field} {version}"),
-    }
+    Ok(Some(crate::lock::source_of(
+        control.get("Source"),
+        name,
+        version,
+    )))
 }
 
 /// An input as an SPDX package: `deb NAME VERSION ARCH` or `source NAME VERSION FILE`;
 /// a binary package says in `sourceInfo` which source package it was built from.
-fn input_package(blob: &Blob, licence: &str, built_from: Option<&str>) -> Value {
+fn input_package(blob: &Blob, licence: &str, built_from: Option<&(String, String)>) -> Value {
     let words: Vec<&str> = blob.label.split_whitespace().collect();
     let (name, version) = (
         words.get(1).copied().unwrap_or(&blob.label),
@@ -299,8 +290,8 @@ fn input_package(blob: &Blob, licence: &str, built_from: Option<&str>) -> Value 
         ),
         None => format!("{} in the Debian archive `{archive}`", blob.path),
     };
-    if let Some(src) = built_from {
-        source_info += &format!("; built from the Debian source package {src}");
+    if let Some((src, version)) = built_from {
+        source_info += &format!("; built from the Debian source package {src} {version}");
     }
     // purl versions are percent-encoded (`+` and the epoch's `:`).
     let version_enc = version
@@ -575,16 +566,6 @@ mod tests {
         assert_eq!(
             copyright_licences(&text, &mut extracted, "x"),
             ["GPL-2.0-only"]
-        );
-    }
-
-    #[test]
-    fn a_binary_package_names_its_source() {
-        assert_eq!(source_of(None, "seabios", "1.16.2-1"), "seabios 1.16.2-1");
-        assert_eq!(source_of(Some("glibc"), "libc6", "2.36-9"), "glibc 2.36-9");
-        assert_eq!(
-            source_of(Some("dtc (1.6.1-4)"), "libfdt1", "1.6.1-4+b1"),
-            "dtc 1.6.1-4"
         );
     }
 
