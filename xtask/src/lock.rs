@@ -310,6 +310,15 @@ pub fn source_of(field: Option<&str>, name: &str, version: &str) -> (String, Str
     }
 }
 
+/// A Debian version without its epoch (`1:1.2.13-1` -> `1.2.13-1`), as source package file
+/// names spell it.
+pub fn without_epoch(version: &str) -> &str {
+    match version.split_once(':') {
+        Some((epoch, rest)) if epoch.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => version,
+    }
+}
+
 /// What a recipe's `inputs` entry resolved to.
 #[derive(Clone, Debug)]
 pub enum Resolved<'a> {
@@ -446,6 +455,15 @@ impl Lock {
             debs.push(dep);
         }
         Ok(Resolved::Debs(debs))
+    }
+
+    /// The pinned source package NAME at VERSION (a binary's `Source` version may carry an
+    /// epoch, which source file names and so pins do not).
+    pub fn source_at(&self, name: &str, version: &str) -> Option<&Source> {
+        let version = without_epoch(version);
+        self.sources
+            .iter()
+            .find(|s| s.name == name && s.version.as_deref() == Some(version))
     }
 
     /// Every file of every input, for `fetch` with no names.

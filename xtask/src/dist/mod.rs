@@ -887,15 +887,22 @@ fn write_deb(job: &PackageJob, man_text: &str) -> Result<Vec<PathBuf>> {
         .iter()
         .zip(&contents.inputs)
         .zip(&contents.held)
-        .map(|((f, inputs), held)| sbom::Image {
-            path: f.path.trim_start_matches('/').to_string(),
-            sha256: f.sha256.clone(),
-            recipe_licence: f.licence.clone(),
-            inputs: inputs.clone(),
-            held: held.packages.clone(),
-            copyrights: held.copyrights.clone(),
+        .map(|((f, inputs), held)| {
+            Ok(sbom::Image {
+                path: f.path.trim_start_matches('/').to_string(),
+                sha256: f.sha256.clone(),
+                recipe_licence: f.licence.clone(),
+                inputs: inputs.clone(),
+                held: held.packages.clone(),
+                copyrights: held.copyrights.clone(),
+                sources: sbom::corresponding_sources(
+                    &cache,
+                    &job.ws.lock,
+                    inputs.iter().chain(&held.packages),
+                )?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let doc = sbom::document(
         &cache,
         &pkg.name,

@@ -41,6 +41,26 @@ pub struct Image {
     pub held: Vec<Blob>,
     /// Copyright files of `held` packages found elsewhere than in their own tree, by sha256.
     pub copyrights: BTreeMap<String, std::path::PathBuf>,
+    /// The pinned files of the source package each binary package of `inputs` and `held`
+    /// was built from, by the binary's sha256 (where the lock pins it: `[[source]]` `of`).
+    pub sources: BTreeMap<String, Vec<Blob>>,
+}
+
+/// [`Image::sources`] for `binaries`: each one's source package, where `lock` pins it.
+pub fn corresponding_sources<'a>(
+    cache: &Cache,
+    lock: &crate::lock::Lock,
+    binaries: impl IntoIterator<Item = &'a Blob>,
+) -> Result<BTreeMap<String, Vec<Blob>>> {
+    let mut out = BTreeMap::new();
+    for blob in binaries {
+        if let Some((name, version)) = built_from(cache, blob)? {
+            if let Some(source) = lock.source_at(&name, &version) {
+                out.insert(blob.sha256.clone(), source.blobs()?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The SBOM document of package `name` `version` whose files are `data`.
@@ -74,6 +94,25 @@ pub fn document(
             let found = copyrights.get(&blob.sha256).copied();
             let licence = input_licence(cache, blob, found, &all, &mut extracted)?;
             inputs.insert(blob.sha256.clone(), ((*blob).clone(), licence));
+        }
+    }
+    // A binary package's source files, with the binary's licence (its copyright file is
+    // the source's `debian/copyright`), unless they are inputs themselves.
+    let mut built_from_sources = BTreeSet::new();
+    let mut sources: BTreeMap<String, (Blob, String)> = BTreeMap::new();
+    for image in images {
+        for (binary, files) in &image.sources {
+            let Some((bin, licence)) = inputs.get(binary) else {
+                continue;
+            };
+            for f in files {
+                built_from_sources.insert((input_id(bin), input_id(f)));
+                if !inputs.contains_key(&f.sha256) {
+                    sources
+                        .entry(f.sha256.clone())
+                        .or_insert_with(|| (f.clone(), licence.clone()));
+                }
+            }
         }
     }
     let mut file_sha1s = Vec::new();
@@ -172,6 +211,16 @@ pub fn document(
             licence,
             built_from(cache, blob)?.as_ref(),
         ));
+    }
+    for (blob, licence) in sources.values() {
+        packages.push(input_package(blob, licence, None));
+    }
+    for (binary, source) in built_from_sources {
+        relations.push(json!({
+            "spdxElementId": binary,
+            "relationshipType": "GENERATED_FROM",
+            "relatedSpdxElement": source,
+        }));
     }
     // The package verification code: SHA1 over the sorted SHA1s of its files.
     file_sha1s.sort();

@@ -234,7 +234,10 @@ impl Plan {
                 .collect();
             let blobs = match direct.remove(&(name.clone(), version.clone())) {
                 Some(b) => Some(b),
-                None => pinned_source(ws, &name, &version)?,
+                None => match ws.lock.source_at(&name, &version) {
+                    Some(s) => Some(s.blobs()?),
+                    None => None,
+                },
             };
             match blobs {
                 Some(mut blobs) => {
@@ -416,23 +419,7 @@ fn deb_name(blob: &Blob) -> String {
 fn built_from(cache: &Cache, blob: &Blob) -> Result<(String, String)> {
     let (name, version) = super::sbom::built_from(cache, blob)?
         .with_context(|| format!("{blob} is not a binary package"))?;
-    // A source package's files carry no epoch (`1:1.2.13-1` is `zlib_1.2.13-1.dsc`), and
-    // neither does its pinned version.
-    let version = match version.split_once(':') {
-        Some((epoch, rest)) if epoch.bytes().all(|b| b.is_ascii_digit()) => rest.to_string(),
-        _ => version,
-    };
-    Ok((name, version))
-}
-
-/// The files of the `[[source]]` pin of NAME at VERSION, if the lock has it.
-fn pinned_source(ws: &Workspace, name: &str, version: &str) -> Result<Option<Vec<Blob>>> {
-    for s in ws.lock.sources.iter().filter(|s| s.name == name) {
-        if s.version.as_deref() == Some(version) {
-            return Ok(Some(s.blobs()?));
-        }
-    }
-    Ok(None)
+    Ok((name, crate::lock::without_epoch(&version).to_string()))
 }
 
 /// A patch of the project's to an upstream source: a file in a `patches` (or `*-patches`)
