@@ -147,7 +147,6 @@ impl Plan {
             BTreeMap::new();
         let mut cache_blobs = Vec::new();
         let mut recipes = Vec::new();
-        let mut direct: BTreeMap<(String, String), Vec<Blob>> = BTreeMap::new();
         for pkg in super::set_packages(ws, path, set, flags)? {
             let contents = Contents::gather(ws, manifest, path, set, &dirs, &pkg)?;
             for (((file, inputs), held), (_, host)) in contents
@@ -189,10 +188,6 @@ impl Plan {
                 }
                 for blob in inputs {
                     if let Some((name, version)) = source_label(blob) {
-                        direct
-                            .entry((name.clone(), version.clone()))
-                            .or_default()
-                            .push(blob.clone());
                         wanted
                             .entry((name, version))
                             .or_default()
@@ -232,17 +227,9 @@ impl Plan {
                     }
                 })
                 .collect();
-            let blobs = match direct.remove(&(name.clone(), version.clone())) {
-                Some(b) => Some(b),
-                None => match ws.lock.source_at(&name, &version) {
-                    Some(s) => Some(s.blobs()?),
-                    None => None,
-                },
-            };
-            match blobs {
-                Some(mut blobs) => {
-                    blobs.sort();
-                    blobs.dedup();
+            match ws.lock.source_at(&name, &version) {
+                Some(source) => {
+                    let blobs = source.blobs()?;
                     let licence = blobs.first().map(|b| b.licence.clone()).unwrap_or_default();
                     sources.push(Planned {
                         name,
@@ -304,25 +291,15 @@ impl Plan {
                 // `stubdoms/pvgrub/patches/x.patch` -> `patches/pvgrub/patches/x.patch`
                 let to = format!("patches/{}", rel.trim_start_matches("stubdoms/"));
                 copy(&host, &dir.join(&to))?;
-                patches.push(set_file(dir, &to, "")?);
+                patches.push(set_file(dir, &to)?);
             }
         }
-        write_archive(
-            &project,
-            stubdoms_archive::Format::TarGz,
-            self.epoch,
-            &dir.join("project.tar.gz"),
-        )?;
+        write_tar(&project, true, self.epoch, &dir.join("project.tar.gz"))?;
         // The crates, as the image builds' cargo reads them.
         let vendored = crate::crates::vendored(ws, cache)?;
         let mut crates = Tree::new();
         crates.add_host_dir("crates", &vendored)?;
-        write_archive(
-            &crates,
-            stubdoms_archive::Format::Tar,
-            self.epoch,
-            &dir.join("crates.tar"),
-        )?;
+        write_tar(&crates, false, self.epoch, &dir.join("crates.tar"))?;
         fsx::write_atomic(&dir.join(".cargo/config.toml"), CARGO_CONFIG.as_bytes())?;
         // The Debian source packages, under their own names.
         let mut sources = Vec::new();
@@ -364,8 +341,8 @@ impl Plan {
             version: self.version.clone(),
             source_date_epoch: self.epoch,
             commit: commit(&ws.root),
-            project: set_file(dir, "project.tar.gz", "")?,
-            crates: set_file(dir, "crates.tar", "")?,
+            project: set_file(dir, "project.tar.gz")?,
+            crates: set_file(dir, "crates.tar")?,
             images: self.images.clone(),
             sources,
             patches,
@@ -444,29 +421,25 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("copying {}{}", from.display(), fsx::disk_hint(to)))
 }
 
-fn write_archive(
-    tree: &Tree,
-    format: stubdoms_archive::Format,
-    epoch: u64,
-    to: &Path,
-) -> Result<()> {
-    let file = fs_err::File::create(to)?;
-    let out = std::io::BufWriter::new(file);
-    let mut out = match format {
-        stubdoms_archive::Format::Tar => tree.write_tar(out, epoch)?,
-        _ => tree.write_tar_gz(out, epoch)?,
+/// `tree` as a tar file (gzip'd with `gzip`) at `to`.
+fn write_tar(tree: &Tree, gzip: bool, epoch: u64, to: &Path) -> Result<()> {
+    let out = std::io::BufWriter::new(fs_err::File::create(to)?);
+    let mut out = if gzip {
+        tree.write_tar_gz(out, epoch)?
+    } else {
+        tree.write_tar(out, epoch)?
     };
-    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", to.display()))?;
-    Ok(())
+    std::io::Write::flush(&mut out)
+        .with_context(|| format!("writing {}{}", to.display(), fsx::disk_hint(to)))
 }
 
-fn set_file(dir: &Path, rel: &str, what: &str) -> Result<SetFile> {
+fn set_file(dir: &Path, rel: &str) -> Result<SetFile> {
     let (sha256, size) = fsx::sha256_file(&dir.join(rel))?;
     Ok(SetFile {
         path: rel.to_string(),
         sha256,
         size,
-        what: what.to_string(),
+        what: String::new(),
     })
 }
 
@@ -503,12 +476,20 @@ fn readme(s: &SourceSet, recipes: &[String]) -> String {
             None => String::new(),
         }
     );
+    if s.sources.is_empty() {
+        out += "  none: the images are built from the project's own source and crates alone.\n";
+    }
     for p in &s.sources {
+        // A binary's source carries no licence of its own in the pins: the packages' SBOMs
+        // give it, from the binary's copyright file.
+        let licence = match p.licence.as_str() {
+            "NOASSERTION" | "" => String::new(),
+            l => format!(" ({l})"),
+        };
         out += &format!(
-            "  - {} {} ({}): {}\n",
+            "  - {} {}{licence}: {}\n",
             p.name,
             p.version,
-            p.licence,
             p.used_by.join("; ")
         );
     }
