@@ -60,12 +60,13 @@ const WHERE_LIBXL_LOOKS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Writes every set's packages (building what is missing) and checks them; returns how
-/// many checks passed.
+/// Writes every set's packages (building what is missing) and checks them, and that each
+/// set's corresponding source is pinned; returns how many checks passed.
 pub fn check(ws: &Workspace, cache: &Cache) -> Result<usize> {
     ui::step("packages: dist, then lintian, dpkg --root and pyspdxtools from trixie-check");
     let written = super::run(ws, &[], &super::Flags::default())?;
-    check_written(ws, cache, &written, false)
+    let pinned = super::sources::check_pinned(ws, &[])?;
+    Ok(pinned + check_written(ws, cache, &written, false)?)
 }
 
 /// Checks the packages `dist` wrote (`written`); returns how many checks passed.

@@ -42,7 +42,8 @@ pub fn command(ws: &Workspace, names: &[String], flags: &Flags) -> Result<()> {
     }
     if flags.check {
         let cache = crate::cache::Cache::open()?;
-        let passed = check::check_written(ws, &cache, &written, flags.offline)?;
+        let passed = sources::check_pinned(ws, names)?
+            + check::check_written(ws, &cache, &written, flags.offline)?;
         println!("package checks: {passed} passed");
         for dir in &source_sets {
             let passed = sources::rebuild(ws, dir)?;
@@ -101,8 +102,9 @@ pub struct Flags {
     #[arg(long)]
     pub maintainer: Option<String>,
     /// Then check the packages: lintian over the .deb files, a `dpkg --root` install of
-    /// each, pyspdxtools over the SBOMs (all from the pinned trixie-check environment); with
-    /// `--sources`, also rebuild each set's images offline from its source set alone.
+    /// each, pyspdxtools over the SBOMs (all from the pinned trixie-check environment), that
+    /// every source package of each set's corresponding source is pinned; with `--sources`,
+    /// also rebuild each set's images offline from its source set alone.
     #[arg(long)]
     pub check: bool,
     /// Also write each set's corresponding source to `target/dist/sources/<set>-<version>/`:

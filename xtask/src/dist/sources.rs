@@ -97,6 +97,16 @@ pub fn write(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Path
         let dir = root.join(format!("{}-{}", set.name, set.version));
         let plan = Plan::gather(ws, &cache, manifest, path, set, flags)
             .with_context(|| format!("the source set of {}", path.display()))?;
+        let mut all: Vec<Blob> = plan.cache.clone();
+        all.extend(plan.sources.iter().flat_map(|p| p.blobs.iter().cloned()));
+        crate::fetch::ensure(
+            &cache,
+            &all,
+            &crate::fetch::Flags {
+                offline: flags.offline,
+            },
+        )
+        .with_context(|| format!("the source set of {}", path.display()))?;
         ui::step(&format!(
             "source set {}: {} source package(s), {} cached input(s)",
             set.name,
@@ -108,6 +118,26 @@ pub fn write(ws: &Workspace, names: &[String], flags: &Flags) -> Result<Vec<Path
         out.push(dir);
     }
     Ok(out)
+}
+
+/// Checks that the source set of each of the sets `names` (all by default) would be
+/// complete: each source package its images are built from or hold files of is pinned
+/// (nothing is fetched or written). Returns how many sets were checked; the images must be
+/// built.
+pub fn check_pinned(ws: &Workspace, names: &[String]) -> Result<usize> {
+    let sets = super::load_sets(&ws.root, names)?;
+    let manifest = &Manifest::load(&ws.target.join("images"))?;
+    let cache = Cache::open()?;
+    for (path, set) in &sets {
+        let plan = Plan::gather(ws, &cache, manifest, path, set, &Flags::default())
+            .with_context(|| format!("the source set of {}", path.display()))?;
+        ui::step(&format!(
+            "source set {}: {} source package(s), each pinned",
+            set.name,
+            plan.sources.len()
+        ));
+    }
+    Ok(sets.len())
 }
 
 /// A source package of a set, with its pinned files.
@@ -255,15 +285,6 @@ impl Plan {
         }
         cache_blobs.sort();
         cache_blobs.dedup_by(|a, b| a.sha256 == b.sha256);
-        let mut all: Vec<Blob> = cache_blobs.clone();
-        all.extend(sources.iter().flat_map(|p| p.blobs.iter().cloned()));
-        crate::fetch::ensure(
-            cache,
-            &all,
-            &crate::fetch::Flags {
-                offline: flags.offline,
-            },
-        )?;
         Ok(Plan {
             set: set.name.clone(),
             version: set.version.clone(),
