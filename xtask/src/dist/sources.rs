@@ -550,8 +550,8 @@ fn readme(s: &SourceSet, recipes: &[String]) -> String {
 }
 
 /// Rebuilds the images of the source set in `set_dir` in a scratch folder, offline, from
-/// the set alone (its project source, crates and input cache; the running driver), and
-/// checks each has the sha256 the set records. Returns how many checks passed.
+/// the set alone (its project source, crates and input cache; the driver built from them),
+/// and checks each has the sha256 the set records. Returns how many checks passed.
 pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
     let text = fs_err::read_to_string(set_dir.join(MANIFEST))?;
     let set: SourceSet = serde_json::from_str(&text)
@@ -574,8 +574,17 @@ pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
         fs_err::remove_dir(&into)?;
         Ok(())
     };
+    // The driver's target folder outlives the check (below), and cargo judges a path crate
+    // and a build script's inputs by file times: the project's files are made newer than
+    // any earlier build (they may have changed), the crates' as old as SOURCE_DATE_EPOCH
+    // (a crate changes only with its checksum in Cargo.lock, which cargo compares).
     unpack("project.tar.gz")?;
+    touch_tree(&scratch.join("stubdoms"), std::time::SystemTime::now())?;
     unpack("crates.tar")?;
+    touch_tree(
+        &scratch.join("crates"),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(set.source_date_epoch),
+    )?;
     copy(
         &set_dir.join(".cargo/config.toml"),
         &scratch.join(".cargo/config.toml"),
@@ -588,10 +597,11 @@ pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
     let cargo_home = scratch.join("cargo-home");
     fs_err::create_dir_all(&cargo_home)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let run = |cmd: &mut std::process::Command, what: &str| -> Result<()> {
+    let run = |cmd: &mut std::process::Command, target: &Path, what: &str| -> Result<()> {
         cmd.current_dir(&src)
+            .env("CARGO", &cargo)
             .env("CARGO_HOME", &cargo_home)
-            .env("CARGO_TARGET_DIR", src.join("target"))
+            .env("CARGO_TARGET_DIR", target)
             .env("STUBDOMS_CACHE", scratch.join("cache"))
             .env(crate::crates::VENDORED_ENV, scratch.join("crates"));
         let _alive = ui::heartbeat(&format!("source set {}: {what}", set.set), None);
@@ -601,22 +611,33 @@ pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
         }
         Ok(())
     };
-    // The driver's own crates resolve from the set.
+    // The driver itself, from the set's source and crates (what `cargo xtask` runs), in a
+    // target folder kept from run to run: a run compiles only the project's own crates.
+    let driver_target = ws.target.join("sources-check-driver");
     run(
-        std::process::Command::new(&cargo).args(["fetch", "--locked", "--offline"]),
-        "`cargo fetch --locked --offline`",
+        std::process::Command::new(&cargo).args([
+            "build",
+            "--offline",
+            "--locked",
+            "--quiet",
+            "-p",
+            "xtask",
+        ]),
+        &driver_target,
+        "`cargo build --offline --locked -p xtask`",
     )?;
+    let driver = driver_target.join("debug/xtask");
     // The set's variants only (each build checks every input's sha256 again: cheap).
     let mut recipes: Vec<&str> = set.images.iter().map(|i| i.recipe.as_str()).collect();
     recipes.sort();
     recipes.dedup();
     let variants: BTreeSet<String> = set.images.iter().map(|i| i.variant.to_string()).collect();
-    let me = std::env::current_exe().context("finding the xtask binary")?;
     for variant in &variants {
         run(
-            std::process::Command::new(&me)
+            std::process::Command::new(&driver)
                 .args(["build", "--offline", "--variant", variant])
                 .args(&recipes),
+            &src.join("target"),
             &format!(
                 "`xtask build --offline --variant {variant} {}`",
                 recipes.join(" ")
@@ -655,6 +676,24 @@ pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
     ));
     fsx::remove_dir_if_exists(&scratch)?;
     Ok(passed)
+}
+
+/// Sets the modification time of every file under `dir` to `when`.
+fn touch_tree(dir: &Path, when: std::time::SystemTime) -> Result<()> {
+    for e in fs_err::read_dir(dir)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            touch_tree(&e.path(), when)?;
+        } else if ft.is_file() {
+            fs_err::File::options()
+                .write(true)
+                .open(e.path())?
+                .set_modified(when)
+                .with_context(|| format!("setting the time of {}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
