@@ -141,7 +141,7 @@ fn copyright(blob: &Blob, candidates: &[(Blob, PathBuf)]) -> Option<PathBuf> {
 }
 
 /// Calls `f(path, size)` for every regular file under `dir` (symlinks are not followed).
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path, u64) -> Result<()>) -> Result<()> {
+pub(super) fn walk(dir: &Path, f: &mut dyn FnMut(&Path, u64) -> Result<()>) -> Result<()> {
     for entry in fs_err::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;

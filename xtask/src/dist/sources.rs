@@ -680,20 +680,13 @@ pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
 
 /// Sets the modification time of every file under `dir` to `when`.
 fn touch_tree(dir: &Path, when: std::time::SystemTime) -> Result<()> {
-    for e in fs_err::read_dir(dir)? {
-        let e = e?;
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            touch_tree(&e.path(), when)?;
-        } else if ft.is_file() {
-            fs_err::File::options()
-                .write(true)
-                .open(e.path())?
-                .set_modified(when)
-                .with_context(|| format!("setting the time of {}", e.path().display()))?;
-        }
-    }
-    Ok(())
+    super::held::walk(dir, &mut |path, _| {
+        fs_err::File::options()
+            .write(true)
+            .open(path)?
+            .set_modified(when)
+            .with_context(|| format!("setting the time of {}", path.display()))
+    })
 }
 
 #[cfg(test)]
