@@ -186,25 +186,23 @@ impl Plan {
                 .zip(&contents.held)
                 .zip(&contents.images)
             {
-                let built_as = host.file_name().unwrap_or_default().to_string_lossy();
-                let art = manifest
-                    .artifact(
-                        &file.recipe,
-                        file.variant,
-                        file.xen_release.as_deref(),
-                        &built_as,
-                    )
-                    .with_context(|| format!("{}: not in the build manifest", file.path))?;
+                // The built file's own name (the package may install it under another);
+                // Contents checked it against the build manifest.
+                let built_as = host
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
                 // `ioemu x86_64-pv qemu-stubdom-linux-kernel for Xen 4.17`
                 let image = match &file.xen_release {
-                    Some(r) => format!("{} {} {} for Xen {r}", file.recipe, file.variant, art.file),
-                    None => format!("{} {} {}", file.recipe, file.variant, art.file),
+                    Some(r) => format!("{} {} {built_as} for Xen {r}", file.recipe, file.variant),
+                    None => format!("{} {} {built_as}", file.recipe, file.variant),
                 };
                 images.push(SetImage {
                     recipe: file.recipe.clone(),
                     variant: file.variant,
                     xen_release: file.xen_release.clone(),
-                    file: art.file.clone(),
+                    file: built_as,
                     sha256: file.sha256.clone(),
                 });
                 let recipe = ws
@@ -216,31 +214,31 @@ impl Plan {
                 if !recipes.contains(&recipe.name) {
                     recipes.push(recipe.name.clone());
                 }
+                // Source (name, version) is needed as `how`, through binary package `deb`.
+                let mut need = |source: (String, String), how: &str, deb: Option<String>| {
+                    let debs = wanted
+                        .entry(source)
+                        .or_default()
+                        .entry(format!("{image} {how}"))
+                        .or_default();
+                    debs.extend(deb);
+                };
                 for blob in inputs {
-                    if let Some((name, version)) = source_label(blob) {
-                        wanted
-                            .entry((name, version))
-                            .or_default()
-                            .entry(format!("{image} is built from it"))
-                            .or_default();
-                    } else {
-                        let (name, version) = built_from(cache, blob)?;
-                        wanted
-                            .entry((name, version))
-                            .or_default()
-                            .entry(format!("{image} is built with"))
-                            .or_default()
-                            .insert(deb_name(blob));
+                    match source_label(blob) {
+                        Some(source) => need(source, "is built from it", None),
+                        None => need(
+                            built_from(cache, blob)?,
+                            "is built with",
+                            Some(deb_name(blob)),
+                        ),
                     }
                 }
                 for blob in &held.packages {
-                    let (name, version) = built_from(cache, blob)?;
-                    wanted
-                        .entry((name, version))
-                        .or_default()
-                        .entry(format!("{image} holds files of"))
-                        .or_default()
-                        .insert(deb_name(blob));
+                    need(
+                        built_from(cache, blob)?,
+                        "holds files of",
+                        Some(deb_name(blob)),
+                    );
                 }
             }
         }
@@ -559,28 +557,23 @@ pub fn rebuild(ws: &Workspace, set_dir: &Path) -> Result<usize> {
     let scratch = ws.target.join("sources-check");
     fsx::remove_dir_if_exists(&scratch)?;
     fs_err::create_dir_all(&scratch)?;
-    let unpack = |archive: &str| -> Result<()> {
+    // Each archive holds one folder (`stubdoms/`, `crates/`), unpacked to the same name.
+    let unpack = |archive: &str, folder: &str| -> Result<()> {
         let opts = stubdoms_archive::ExtractOptions {
-            strip_components: 0,
+            strip_components: 1,
             compression: None,
         };
-        let into = scratch.join(".unpack");
-        stubdoms_archive::extract_tarball(&set_dir.join(archive), &into, &opts)
+        stubdoms_archive::extract_tarball(&set_dir.join(archive), &scratch.join(folder), &opts)
             .with_context(|| format!("unpacking {archive}"))?;
-        for e in fs_err::read_dir(&into)? {
-            let e = e?;
-            fs_err::rename(e.path(), scratch.join(e.file_name()))?;
-        }
-        fs_err::remove_dir(&into)?;
         Ok(())
     };
     // The driver's target folder outlives the check (below), and cargo judges a path crate
     // and a build script's inputs by file times: the project's files are made newer than
     // any earlier build (they may have changed), the crates' as old as SOURCE_DATE_EPOCH
     // (a crate changes only with its checksum in Cargo.lock, which cargo compares).
-    unpack("project.tar.gz")?;
+    unpack("project.tar.gz", "stubdoms")?;
     touch_tree(&scratch.join("stubdoms"), std::time::SystemTime::now())?;
-    unpack("crates.tar")?;
+    unpack("crates.tar", "crates")?;
     touch_tree(
         &scratch.join("crates"),
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(set.source_date_epoch),
